@@ -1,0 +1,163 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from projects.models import Project
+
+
+class ExportKind(models.TextChoices):
+    MULTI_CLIP = "multi_clip", "Multi-clip"
+    FRAMING_AI = "framing_ai", "AI framing"
+    OVERLAY = "overlay", "Highlight overlay"
+
+
+class ExportStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROCESSING = "processing", "Processing"
+    COMPLETE = "complete", "Complete"
+    ERROR = "error", "Error"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (ExportStatus.PENDING, ExportStatus.PROCESSING)
+TERMINAL_STATUSES = (ExportStatus.COMPLETE, ExportStatus.ERROR, ExportStatus.CANCELLED)
+
+
+class ErrorReason(models.TextChoices):
+    SPAWN_FAILED = "spawn_failed", "The executor refused the spawn"
+    FAILED = "failed", "The worker failed"
+    TIMED_OUT = "timed_out", "The function hit its time limit"
+    LOST = "lost", "The executor lost the call"
+    ADMIN = "admin", "Marked as error by an admin"
+
+
+class ExecutorBackend(models.TextChoices):
+    LOCAL = "local", "Local worker"
+    MODAL = "modal", "Modal"
+
+
+class ExportJobQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def terminal(self):
+        return self.filter(status__in=TERMINAL_STATUSES)
+
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+
+class ExportJob(models.Model):
+    """
+    One export of a project, from creation until the executor's call ends.
+
+    The row holds what the backend last learned from the worker's progress record
+    and from the executor; reconciliation claims its checks through the two
+    *_checked_at columns so that many viewers cost one read each.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="export_jobs")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_jobs")
+    kind = models.CharField(max_length=20, choices=ExportKind)
+    params = models.JSONField(default=dict, help_text="Validated export parameters.")
+    backend = models.CharField(max_length=10, choices=ExecutorBackend)
+    modal_call_id = models.CharField(
+        max_length=255, blank=True, default="", help_text="The executor's call id (fc-... on Modal)."
+    )
+    status = models.CharField(max_length=12, choices=ExportStatus, default=ExportStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent, 0-100; never goes backwards.")
+    stage = models.CharField(max_length=64, blank=True, default="")
+    message = models.CharField(max_length=500, blank=True, default="")
+    progress_at = models.DateTimeField(null=True, blank=True, help_text="The worker's time of the progress shown.")
+    heartbeat_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the backend last saw the progress record change (backend clock)."
+    )
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    error_reason = models.CharField(max_length=20, choices=ErrorReason, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_checked_at = models.DateTimeField(null=True, blank=True)
+    executor_checked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Serves every non-terminal lookup (a user's tray, the consumer's
+            # tick, reconcile_exports) without touching finished history.
+            models.Index(
+                fields=["owner", "created_at"],
+                name="exportjob_active_by_owner",
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+            ),
+            models.Index(fields=["owner", "-created_at"], name="exportjob_history_by_owner"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind"],
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+                name="one_active_export_per_project_kind",
+                violation_error_message="An export of this kind is already running for this project.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0, progress__lte=100), name="exportjob_progress_percent"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_known"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status=ExportStatus.ERROR) & ~models.Q(error_reason="")
+                    | ~models.Q(status=ExportStatus.ERROR) & models.Q(error_reason="")
+                ),
+                name="exportjob_error_reason_iff_error",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.project} ({self.get_status_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"exports/{self.pk}/"
+
+
+class WorkingVideo(models.Model):
+    """The finalized result of an export; the unique link to its job makes a second finalization impossible."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="working_videos")
+    export_job = models.OneToOneField(ExportJob, on_delete=models.RESTRICT, related_name="working_video")
+    media = models.FileField(max_length=255, help_text="Storage key of the output video.")
+    duration = models.FloatField(help_text="Seconds.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.BigIntegerField(help_text="Bytes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.project} / {self.export_job.get_kind_display()} ({self.created_at:%Y-%m-%d %H:%M})"
+
+    def get_media_url(self):
+        return reverse("exports:working_video_media", args=[self.pk])
+
+    def get_download_url(self):
+        return f"{self.get_media_url()}?download=1"
+
+    @property
+    def download_filename(self) -> str:
+        return f"{self.project.name} - {self.export_job.get_kind_display()} - {self.created_at:%Y-%m-%d %H%M}.mp4"

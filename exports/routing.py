@@ -1,0 +1,3 @@
+"""Websocket routes; the progress consumer is added with live progress."""
+
+websocket_urlpatterns = []

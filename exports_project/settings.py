@@ -1,0 +1,210 @@
+"""
+Settings for the exports service.
+
+Every value comes from an environment variable with an embedded default, so that
+`make run` works on a fresh machine with no configuration at all (SQLite, the
+in-memory channel layer, filesystem storage and the local executor). The README's
+configuration table lists every variable. Like healthchecks, DEBUG defaults to on
+for that embedded setup; with DEBUG off the settings refuse to start without a
+real SECRET_KEY and ALLOWED_HOSTS, and the system checks in
+`exports_project/checks.py` refuse combinations that cannot work in production.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# Everything the service writes at run time (database, media, executor state)
+# lives under DATA_DIR, so one folder is all there is to back up or wipe.
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="insecure-development-key-only-used-with-debug-on")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+else:
+    try:
+        SECRET_KEY = env.str("SECRET_KEY")
+        ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    except ImproperlyConfigured as error:
+        raise ImproperlyConfigured(f"With DEBUG off, {error}") from error
+
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    # daphne first so that `runserver` serves ASGI (websockets included).
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "channels",
+    "exports_project",
+    "projects",
+    "exports",
+    "modal_jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "exports_project.urls"
+ASGI_APPLICATION = "exports_project.asgi.application"
+WSGI_APPLICATION = "exports_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite in DATA_DIR by default (WAL so readers never block the
+# writer, a busy timeout so concurrent writers wait instead of failing, and
+# IMMEDIATE transactions so a transaction that will write takes the lock up
+# front instead of failing half-way). Postgres when DATABASE_URL says so.
+SQLITE_PATH = DATA_DIR / "db.sqlite3"
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT_SECONDS", default=20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer and cache: Redis when REDIS_URL is set, in-process otherwise.
+REDIS_URL = env.str("REDIS_URL", default="")
+CHANNELS_PREFIX = env.str("CHANNELS_PREFIX", default="exports")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNELS_PREFIX},
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CHANNELS_PREFIX,
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Storage: the filesystem under DATA_DIR by default; S3 / Cloudflare R2 when a
+# bucket is configured. Browsers never get raw storage URLs: media views check
+# the owner, then serve (filesystem) or redirect to a fresh presigned URL (S3).
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"  # never routed: media goes through owner-checked views
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_BACKEND = (
+    "django.contrib.staticfiles.storage.StaticFilesStorage"
+    if DEBUG
+    else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+)
+if AWS_STORAGE_BUCKET_NAME:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default="") or None,
+            "access_key": env.str("AWS_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default="") or None,
+            "region_name": env.str("AWS_S3_REGION_NAME", default="auto"),
+            "signature_version": "s3v4",
+            "addressing_style": env.str("AWS_S3_ADDRESSING_STYLE", default="path"),
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": True,
+            "querystring_expire": env.int("MEDIA_URL_EXPIRE_SECONDS", default=300),
+        },
+    }
+else:
+    DEFAULT_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+STORAGES = {"default": DEFAULT_STORAGE, "staticfiles": {"BACKEND": STATICFILES_BACKEND}}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Every upload gets a file on disk, so it can be probed by path before it is
+# stored; nothing is kept when the probe rejects it.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = None
+CLIP_UPLOAD_MAX_BYTES = env.int("CLIP_UPLOAD_MAX_BYTES", default=2 * 1024**3)
+
+# Exports.
+EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "projects:list"
+LOGOUT_REDIRECT_URL = "login"
+
+# JSON errors under /api/, HTML elsewhere (see exports_project/errors.py).
+CSRF_FAILURE_VIEW = "exports_project.errors.csrf_failure"
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,134 @@
+"""
+Media tools shared by the web app and the worker; imports no Django.
+
+ffmpeg comes from the `imageio-ffmpeg` pip package (a static build with libx264
+and AAC), so nothing needs a system install; `FFMPEG_BINARY` overrides it, and a
+system ffmpeg on PATH is the fallback. There is no ffprobe in that package:
+metadata is read with PyAV, which links its own FFmpeg libraries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import av
+
+
+class MediaProbeError(ValueError):
+    """The file is not a video we can read; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    width: int
+    height: int
+    has_audio: bool
+    frame_rate: float
+    rotation: int
+    video_codec: str
+    audio_codec: str | None
+    container: str
+
+    @property
+    def display_width(self) -> int:
+        return self.height if self.rotation % 180 else self.width
+
+    @property
+    def display_height(self) -> int:
+        return self.width if self.rotation % 180 else self.height
+
+
+@cache
+def ffmpeg_executable() -> str:
+    """Return the ffmpeg to run: FFMPEG_BINARY, else the bundled build, else PATH."""
+    configured = os.environ.get("FFMPEG_BINARY")
+    if configured:
+        return configured
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):
+        found = shutil.which("ffmpeg")
+        if found:
+            return found
+        raise RuntimeError("No ffmpeg found: install imageio-ffmpeg or set FFMPEG_BINARY.") from None
+
+
+def run_ffmpeg(arguments: list[str], *, timeout: float | None = None) -> None:
+    """Run ffmpeg quietly; raise RuntimeError with its last lines of stderr on failure."""
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"ffmpeg exited with {completed.returncode}: {tail}")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read a video's metadata and decode its first frame, or raise MediaProbeError."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise MediaProbeError("This file is not a video we can read.") from error
+    with container:
+        if not container.streams.video:
+            raise MediaProbeError("This file has no video stream.")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not width or not height:
+            raise MediaProbeError("This video has no picture size.")
+        duration = _duration_seconds(container, stream)
+        if not duration or not math.isfinite(duration) or duration <= 0:
+            raise MediaProbeError("This video has no duration.")
+        try:
+            first_frame = next(container.decode(stream))
+        except (av.FFmpegError, StopIteration) as error:
+            raise MediaProbeError("This video's frames cannot be decoded.") from error
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return MediaInfo(
+            duration=round(duration, 3),
+            width=width,
+            height=height,
+            has_audio=audio is not None,
+            frame_rate=float(rate) if rate else 0.0,
+            rotation=int(getattr(first_frame, "rotation", 0) or 0) % 360,
+            video_codec=stream.codec_context.name,
+            audio_codec=audio.codec_context.name if audio else None,
+            container=container.format.name,
+        )
+
+
+def _duration_seconds(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def generate_test_clip(
+    path: str | Path,
+    *,
+    pattern: str = "testsrc2",
+    tone_hz: int | None = 440,
+    seconds: float = 20.0,
+    width: int = 1280,
+    height: int = 720,
+    frame_rate: int = 30,
+) -> None:
+    """Render an H.264/AAC MP4 from one of ffmpeg's test patterns (and a sine tone)."""
+    arguments = ["-f", "lavfi", "-i", f"{pattern}=size={width}x{height}:rate={frame_rate}:duration={seconds}"]
+    if tone_hz is not None:
+        arguments += ["-f", "lavfi", "-i", f"sine=frequency={tone_hz}:sample_rate=48000:duration={seconds}"]
+        arguments += ["-c:a", "aac", "-b:a", "128k"]
+    arguments += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(frame_rate * 2)]
+    arguments += ["-movflags", "+faststart", "-shortest", str(path)]
+    run_ffmpeg(arguments)

@@ -1,0 +1,81 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+# Container names PyAV reports, mapped to the extension and type browsers expect.
+CONTAINER_TYPES = {
+    "mov,mp4,m4a,3gp,3g2,mj2": (".mp4", "video/mp4"),
+    "matroska,webm": (".webm", "video/webm"),
+    "avi": (".avi", "video/x-msvideo"),
+    "mpegts": (".ts", "video/mp2t"),
+}
+DEFAULT_CONTAINER_TYPE = (".video", "application/octet-stream")
+
+
+def clip_storage_key(clip: "Clip", filename: str) -> str:
+    """Return a storage key built from ids only: user-supplied names never reach storage."""
+    extension = filename[filename.rfind(".") :] if "." in filename else ""
+    if extension not in {ext for ext, _ in CONTAINER_TYPES.values()}:
+        extension = DEFAULT_CONTAINER_TYPE[0]
+    return f"projects/{clip.project_id}/clips/{uuid.uuid4().hex}{extension}"
+
+
+class ProjectQuerySet(models.QuerySet):
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+
+class Project(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProjectQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("projects:detail", args=[self.pk])
+
+
+class ClipQuerySet(models.QuerySet):
+    def owned_by(self, user):
+        return self.filter(project__owner=user)
+
+
+class Clip(models.Model):
+    """A source video of a project; its metadata is probed from the file, never trusted from the client."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="clips")
+    media = models.FileField(upload_to=clip_storage_key, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    content_type = models.CharField(max_length=64, default="video/mp4")
+    order = models.PositiveIntegerField(default=0)
+    duration = models.FloatField(help_text="Seconds.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    has_audio = models.BooleanField()
+    size = models.BigIntegerField(help_text="Bytes.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ClipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(duration__gt=0), name="clip_duration_positive"),
+            models.CheckConstraint(condition=models.Q(width__gt=0, height__gt=0), name="clip_size_positive"),
+        ]
+
+    def __str__(self):
+        return self.original_name or f"Clip {self.pk}"
+
+    def get_media_url(self):
+        return reverse("projects:clip_media", args=[self.project_id, self.pk])

@@ -20,6 +20,10 @@ from pathlib import Path
 import av
 
 
+# How far before the stated duration the last decodable frame may be.
+END_TOLERANCE_SECONDS = 0.25
+
+
 class MediaProbeError(ValueError):
     """The file is not a video we can read; the message is meant for the user."""
 
@@ -91,6 +95,7 @@ def probe(path: str | Path) -> MediaInfo:
             first_frame = next(container.decode(stream))
         except (av.FFmpegError, StopIteration) as error:
             raise MediaProbeError("This video's frames cannot be decoded.") from error
+        _check_end_decodes(container, stream, duration)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         audio = container.streams.audio[0] if container.streams.audio else None
         return MediaInfo(
@@ -104,6 +109,22 @@ def probe(path: str | Path) -> MediaInfo:
             audio_codec=audio.codec_context.name if audio else None,
             container=container.format.name,
         )
+
+
+def _check_end_decodes(container, stream, duration: float) -> None:
+    """Decode up to the last frame: a truncated upload fails here, not half-way through an export."""
+    last_time = None
+    try:
+        seek_to = max(0.0, duration - 1.0)
+        container.seek(int(seek_to / stream.time_base) + (stream.start_time or 0), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                last_time = frame.time
+    except av.FFmpegError as error:
+        raise MediaProbeError("This video is truncated or damaged: its end cannot be decoded.") from error
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    if last_time is None or last_time - start < duration - END_TOLERANCE_SECONDS:
+        raise MediaProbeError("This video is truncated or damaged: its end cannot be decoded.")
 
 
 def _duration_seconds(container, stream) -> float | None:

@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+.PHONY: run test install migrate seed clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 \
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(PY) -c "import django, channels, daphne, av, imageio_ffmpeg"
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --no-input
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) exports_project.asgi:application
+
+test: install
+	$(PY) tests/run_suites.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,69 @@
+import pytest
+from django.test import Client
+
+from modal_jobs.media import generate_test_clip
+from projects import services as project_services
+
+from .factories import PASSWORD, ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """PBKDF2's deliberate slowness costs a second per test user; tests don't need it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("media-samples")
+
+
+@pytest.fixture(scope="session")
+def video_path(media_dir):
+    """A real 2-second 320x240 H.264/AAC clip rendered by ffmpeg."""
+    path = media_dir / "sample.mp4"
+    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=2, width=320, height=240, frame_rate=25)
+    return path
+
+
+@pytest.fixture(scope="session")
+def silent_video_path(media_dir):
+    path = media_dir / "silent.mp4"
+    generate_test_clip(path, pattern="smptebars", tone_hz=None, seconds=1.5, width=256, height=144, frame_rate=30)
+    return path
+
+
+@pytest.fixture
+def owner(db):
+    return UserFactory(username="owner")
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="outsider")
+
+
+@pytest.fixture
+def project(owner):
+    return ProjectFactory(owner=owner, name="Match of the day")
+
+
+@pytest.fixture
+def clip(project, video_path):
+    return project_services.add_clip(project=project, path=str(video_path), original_name="kick-off.mp4")
+
+
+def logged_in_client(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def owner_client(owner):
+    return logged_in_client(owner)
+
+
+@pytest.fixture
+def outsider_client(outsider):
+    return logged_in_client(outsider)

@@ -175,8 +175,13 @@ FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHand
 FILE_UPLOAD_TEMP_DIR = None
 CLIP_UPLOAD_MAX_BYTES = env.int("CLIP_UPLOAD_MAX_BYTES", default=2 * 1024**3)
 
-# Exports.
+# Exports: which executor runs them, and its limits.
 EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
+LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"
+LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
+LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS", default=4 * 3600)
+MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
+MODAL_CALL_DEADLINE_SECONDS = env.float("MODAL_CALL_DEADLINE_SECONDS", default=5.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import av
 
-
 # How far before the stated duration the last decodable frame may be.
 END_TOLERANCE_SECONDS = 0.25
 

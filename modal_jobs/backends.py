@@ -1,0 +1,33 @@
+"""Pick the executor the settings name; the only module of modal_jobs that reads Django settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .executors import ExecutorBackend
+
+
+def store_config_from_settings() -> dict[str, Any]:
+    """Tell local workers which store to use: the media folder, or the S3 bucket (credentials from the env)."""
+    from django.conf import settings
+
+    if settings.AWS_STORAGE_BUCKET_NAME:
+        return {"type": "s3"}
+    return {"type": "filesystem", "root": str(settings.MEDIA_ROOT)}
+
+
+def get_backend() -> ExecutorBackend:
+    from django.conf import settings
+
+    if settings.EXPORTS_BACKEND == "modal":
+        from .modal_backend import ModalBackend
+
+        return ModalBackend(app_name=settings.MODAL_APP_NAME, deadline_seconds=settings.MODAL_CALL_DEADLINE_SECONDS)
+    from .local_backend import LocalBackend
+
+    return LocalBackend(
+        root=settings.LOCAL_EXECUTOR_DIR,
+        store_config=store_config_from_settings(),
+        max_workers=settings.LOCAL_EXECUTOR_MAX_WORKERS,
+        time_limit_seconds=settings.LOCAL_EXECUTOR_TIME_LIMIT_SECONDS,
+    )

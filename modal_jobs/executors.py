@@ -1,0 +1,77 @@
+"""
+The executor boundary: what the web app may ask of whatever runs the exports.
+
+Two implementations: `ModalBackend` (a Modal FunctionCall per export) and
+`LocalBackend` (a detached worker process per export, the embedded default).
+Both promise the same thing: a spawned call outlives the web process that
+spawned it, and anyone holding its id can poll or cancel it later.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class CallStatus(enum.StrEnum):
+    RUNNING = "running"  # queued, starting or running
+    SUCCEEDED = "succeeded"  # the worker returned {"status": "success", ...}
+    FAILED = "failed"  # the worker returned an error, raised, or died
+    TERMINATED = "terminated"  # stopped from outside (a cancel, or killed by the platform)
+    TIMED_OUT = "timed_out"  # the function's own time limit ended it
+    EXPIRED = "expired"  # finished too long ago: the executor no longer keeps its outcome
+    UNKNOWN = "unknown"  # the executor has never heard of this id
+
+
+@dataclass(frozen=True)
+class CallState:
+    status: CallStatus
+    result: dict[str, Any] | None = field(default=None)
+    message: str = ""
+
+    @classmethod
+    def running(cls) -> CallState:
+        return cls(CallStatus.RUNNING)
+
+    @classmethod
+    def succeeded(cls, result: dict[str, Any]) -> CallState:
+        return cls(CallStatus.SUCCEEDED, result=result)
+
+    @classmethod
+    def failed(cls, message: str) -> CallState:
+        return cls(CallStatus.FAILED, message=message)
+
+    @classmethod
+    def from_result(cls, result: Any) -> CallState:
+        """Read a worker's returned dict: success or an expected failure with its message."""
+        if isinstance(result, dict) and result.get("status") == "success":
+            return cls.succeeded(result)
+        if isinstance(result, dict) and result.get("status") == "error":
+            return cls.failed(str(result.get("message") or "The export failed."))
+        return cls.failed(f"The worker returned something unexpected: {str(result)[:200]}")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not CallStatus.RUNNING
+
+
+class ExecutorUnavailable(Exception):
+    """The executor could not be reached or could not tell; nothing about the call is known."""
+
+
+class SpawnRefused(Exception):
+    """The executor definitely refused to start the call (nothing is running)."""
+
+
+class ExecutorBackend(Protocol):
+    name: str
+
+    def spawn(self, kind: str, payload: dict[str, Any]) -> str:
+        """Start a call and return its id; raise SpawnRefused or ExecutorUnavailable."""
+
+    def poll(self, call_id: str) -> CallState:
+        """Return the call's state without waiting; raise ExecutorUnavailable when it cannot tell."""
+
+    def cancel(self, call_id: str) -> None:
+        """Ask the executor to stop the call; poll() reports TERMINATED once it has."""

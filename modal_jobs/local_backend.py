@@ -1,0 +1,263 @@
+"""
+The local executor: Modal's promises, kept with processes and files on this machine.
+
+Every call gets a folder under `root/calls/<call_id>/`. A spawn queues the call;
+whoever finds a free slot (spawn, poll, or a finishing worker) starts the next
+queued one, so the queue drains with no web server running. A started call is a
+detached supervisor (its own session, no pipes back to the spawner, so it
+outlives the web server as a Modal container outlives our backend) that runs the
+worker in its own process group and records how it ended.
+
+Liveness is a file lock, not a pid: the spawner takes `lock` before launching
+and hands the open file to the supervisor and the worker, so the lock is held
+exactly as long as any of them lives. Every state file is written atomically.
+
+    call.json    what to run (written at spawn)        queued/<n>-<id>   waiting for a slot
+    started.json supervisor and worker pids            running/<id>      has (or had) a slot
+    return.json  the worker's returned dict            cancel.json       a cancel was requested
+    exit.json    how the worker ended (supervisor)     worker.log        the worker's output
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .executors import CallState, CallStatus, SpawnRefused
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CALL_ID_PATTERN = re.compile(r"^local-[0-9a-f]{32}$")
+KINDS = ("multi_clip", "framing_ai", "overlay")
+# How long after SIGTERM a worker is SIGKILLed (cancel, time limit).
+KILL_GRACE_SECONDS = 5.0
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "w") as handle:
+        json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+
+
+def lock_is_held(path: Path) -> bool:
+    """Return whether some process holds the call's lock (i.e. its supervisor or worker is alive)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases the lock if we took it
+    return False
+
+
+def signal_group(process_group: int, signal_number: int) -> bool:
+    try:
+        os.killpg(process_group, signal_number)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        store_config: dict[str, Any],
+        max_workers: int = 2,
+        time_limit_seconds: float = 4 * 3600,
+        result_ttl_seconds: float = 7 * 24 * 3600,
+        python: str = sys.executable,
+    ):
+        self.root = Path(root)
+        self.store_config = store_config
+        self.max_workers = max_workers
+        self.time_limit_seconds = time_limit_seconds
+        self.result_ttl_seconds = result_ttl_seconds
+        self.python = python
+        for folder in ("calls", "queued", "running"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_call(cls, call: dict[str, Any]) -> LocalBackend:
+        """Rebuild the backend a call was spawned with (a finishing supervisor drains the queue with it)."""
+        return cls(**call["executor"])
+
+    def call_dir(self, call_id: str) -> Path:
+        return self.root / "calls" / call_id
+
+    # The protocol
+
+    def spawn(self, kind: str, payload: dict[str, Any]) -> str:
+        if kind not in KINDS:
+            raise SpawnRefused(f"Unknown export kind {kind!r}.")
+        call_id = f"local-{uuid.uuid4().hex}"
+        call_dir = self.call_dir(call_id)
+        call_dir.mkdir()
+        (call_dir / "lock").touch()
+        write_json_atomically(
+            call_dir / "call.json",
+            {
+                "call_id": call_id,
+                "kind": kind,
+                "payload": payload,
+                "store": self.store_config,
+                "created_at": time.time(),
+                "executor": {
+                    "root": str(self.root),
+                    "store_config": self.store_config,
+                    "max_workers": self.max_workers,
+                    "time_limit_seconds": self.time_limit_seconds,
+                    "result_ttl_seconds": self.result_ttl_seconds,
+                    "python": self.python,
+                },
+            },
+        )
+        (self.root / "queued" / f"{time.time_ns():020d}-{call_id}").touch()
+        self.start_queued_calls()
+        return call_id
+
+    def poll(self, call_id: str) -> CallState:
+        if not CALL_ID_PATTERN.match(call_id) or not (self.call_dir(call_id) / "call.json").exists():
+            return CallState(CallStatus.UNKNOWN, message="This executor has no such call.")
+        self.start_queued_calls()
+        return self._read_state(call_id)
+
+    def cancel(self, call_id: str) -> None:
+        if not CALL_ID_PATTERN.match(call_id):
+            return
+        call_dir = self.call_dir(call_id)
+        if not call_dir.exists():
+            return
+        with self._queue_lock():
+            if not (call_dir / "cancel.json").exists():
+                write_json_atomically(call_dir / "cancel.json", {"requested_at": time.time()})
+            for marker in (self.root / "queued").glob(f"*-{call_id}"):
+                marker.unlink(missing_ok=True)  # never started: nothing to stop
+                write_json_atomically(call_dir / "exit.json", {"how": "cancelled", "finished_at": time.time()})
+                return
+        started = read_json(call_dir / "started.json")
+        if started and lock_is_held(call_dir / "lock"):
+            # The supervisor also sees cancel.json and escalates to SIGKILL; this makes it prompt,
+            # and covers a worker whose supervisor was killed.
+            signal_group(started["worker_pgid"], signal.SIGTERM)
+
+    # The queue
+
+    def start_queued_calls(self) -> list[str]:
+        """Give free slots to the oldest queued calls; return the ids started."""
+        started = []
+        with self._queue_lock():
+            busy = 0
+            for marker in (self.root / "running").iterdir():
+                if lock_is_held(self.call_dir(marker.name) / "lock"):
+                    busy += 1
+                else:
+                    marker.unlink(missing_ok=True)
+            for marker in sorted((self.root / "queued").iterdir())[: max(0, self.max_workers - busy)]:
+                call_id = marker.name.split("-", 1)[1]
+                os.replace(marker, self.root / "running" / call_id)
+                self._launch(call_id)
+                started.append(call_id)
+        return started
+
+    @contextmanager
+    def _queue_lock(self):
+        with open(self.root / "queue.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _launch(self, call_id: str) -> None:
+        """Start the call's supervisor, holding its lock from now until the supervisor and worker end."""
+        call_dir = self.call_dir(call_id)
+        descriptor = os.open(call_dir / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            subprocess.run(
+                [self.python, "-m", "modal_jobs.local_worker", "supervise", str(call_dir), str(descriptor)],
+                pass_fds=(descriptor,),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=PROJECT_ROOT,
+                check=True,
+                timeout=30,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            write_json_atomically(
+                call_dir / "exit.json",
+                {"how": "launch_failed", "message": f"Could not start the worker: {error}", "finished_at": time.time()},
+            )
+        finally:
+            os.close(descriptor)
+
+    # Reading a call's state
+
+    def _read_state(self, call_id: str) -> CallState:
+        call_dir = self.call_dir(call_id)
+        returned = read_json(call_dir / "return.json")
+        ended = read_json(call_dir / "exit.json")
+        finished_at = (ended or {}).get("finished_at")
+        if finished_at and time.time() - finished_at > self.result_ttl_seconds:
+            return CallState(CallStatus.EXPIRED, message="The call's outcome is no longer kept.")
+        if returned is not None:
+            return CallState.from_result(returned)  # the output won any race with a cancel
+        cancel_requested = (call_dir / "cancel.json").exists()
+        if ended is None:
+            if lock_is_held(call_dir / "lock"):
+                self._enforce_time_limit(call_dir)
+                return CallState.running()
+            if any((self.root / "queued").glob(f"*-{call_id}")):
+                return CallState.running()  # queued calls read as running, as on Modal
+            if cancel_requested:
+                return CallState(CallStatus.TERMINATED, message="Cancelled.")
+            return CallState.failed("The worker disappeared without a result (its supervisor was killed).")
+        how = ended["how"]
+        if how == "timed_out":
+            return CallState(CallStatus.TIMED_OUT, message=f"Stopped after the {ended['limit']:g} s time limit.")
+        if cancel_requested or how == "cancelled":
+            return CallState(CallStatus.TERMINATED, message="Cancelled.")
+        if how == "launch_failed":
+            return CallState.failed(ended["message"])
+        if how == "signal":
+            return CallState.failed(f"The worker was killed by {ended['signal']} without a result.")
+        return CallState.failed(f"The worker exited with code {ended.get('code')} without a result.")
+
+    def _enforce_time_limit(self, call_dir: Path) -> None:
+        """Stop a call past its limit whose supervisor is gone (the supervisor normally does this)."""
+        started = read_json(call_dir / "started.json")
+        if not started or time.time() - started["started_at"] <= self.time_limit_seconds + 2 * KILL_GRACE_SECONDS:
+            return
+        if not (call_dir / "exit.json").exists():
+            write_json_atomically(
+                call_dir / "exit.json",
+                {"how": "timed_out", "limit": self.time_limit_seconds, "finished_at": time.time()},
+            )
+        signal_group(started["worker_pgid"], signal.SIGKILL)

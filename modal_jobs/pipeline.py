@@ -1,0 +1,245 @@
+"""
+The video pipeline: one ffmpeg run per export, reporting media time as it goes.
+
+Imports no Django: it runs in a Modal container and in a local worker alike.
+Every kind produces H.264 / AAC (48 kHz stereo) in an MP4 with even dimensions
+and a constant frame rate. ffmpeg applies rotation metadata itself (autorotate),
+the `fps` filter turns variable frame rates into constant ones, and clips
+without audio get silence so that every output has an audio track.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+from .media import ffmpeg_executable
+from .schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams, Strict
+
+AUDIO_RATE = 48000
+DEFAULT_FRAME_RATE = 30
+
+
+class RenderError(RuntimeError):
+    """ffmpeg failed; the message carries its last lines of output."""
+
+
+@dataclass
+class RenderPlan:
+    input_arguments: list[str]
+    filter_graph: str
+    duration: float
+    width: int
+    height: int
+    frame_rate: int = DEFAULT_FRAME_RATE
+    prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
+
+
+def even(value: float) -> int:
+    """Nearest even size (H.264 with 4:2:0 chroma needs even dimensions)."""
+    return max(2, int(round(value / 2)) * 2)
+
+
+def even_within(value: float) -> int:
+    """Largest even size that fits in `value` (for crops, which cannot exceed the source)."""
+    return max(2, int(value) // 2 * 2)
+
+
+def seconds(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def build_plan(kind: str, params: Strict, clips: Mapping[int, tuple[Path, ClipFacts]], work_dir: Path) -> RenderPlan:
+    if isinstance(params, MultiClipParams):
+        return _multi_clip(params, clips)
+    if isinstance(params, FramingParams):
+        return _framing(params, clips)
+    if isinstance(params, OverlayParams):
+        return _overlay(params, clips, work_dir)
+    raise ValueError(f"No pipeline for {kind!r}.")
+
+
+def _audio_chain(label_in: str | None, duration: float, label_out: str) -> str:
+    """Resample a clip's audio to 48 kHz stereo of exactly `duration`, or make that much silence."""
+    if label_in is None:
+        return f"anullsrc=r={AUDIO_RATE}:cl=stereo,atrim=0:{seconds(duration)}[{label_out}]"
+    return (
+        f"[{label_in}]aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,"
+        f"apad,atrim=0:{seconds(duration)},asetpts=PTS-STARTPTS[{label_out}]"
+    )
+
+
+def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
+    first = clips[params.clips[0].clip_id][1]
+    height = even(params.height or first.height)
+    width = even(height * first.width / first.height)
+    rate = params.frame_rate
+    inputs: list[str] = []
+    chains: list[str] = []
+    labels: list[str] = []
+    total = 0.0
+    for index, entry in enumerate(params.clips):
+        path, facts = clips[entry.clip_id]
+        end = min(entry.end, facts.duration)
+        duration = end - entry.start
+        total += duration
+        inputs += ["-ss", seconds(entry.start), "-t", seconds(duration), "-i", str(path)]
+        chains.append(
+            f"[{index}:v]fps={rate},scale={width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
+            f"trim=duration={seconds(duration)},setpts=PTS-STARTPTS[v{index}]"
+        )
+        chains.append(_audio_chain(f"{index}:a" if facts.has_audio else None, duration, f"a{index}"))
+        labels.append(f"[v{index}][a{index}]")
+    chains.append(f"{''.join(labels)}concat=n={len(params.clips)}:v=1:a=1[vout][aout]")
+    return RenderPlan(inputs, ";".join(chains), total, width, height, rate)
+
+
+def _centre_expression(keyframes) -> str:
+    """Piecewise-linear horizontal centre over time (as a fraction of the width), in ffmpeg's expression language."""
+    points = [(keyframe.t, keyframe.x) for keyframe in keyframes]
+    expression = f"{points[-1][1]:.6f}"
+    for (t0, x0), (t1, x1) in reversed(list(pairwise(points))):
+        segment = f"{x0:.6f}+({x1 - x0:.6f})*(t-{t0:.6f})/{t1 - t0:.6f}"
+        expression = f"if(lt(t,{t1:.6f}),{segment},{expression})"
+    return f"if(lt(t,{points[0][0]:.6f}),{points[0][1]:.6f},{expression})"
+
+
+def _framing(params: FramingParams, clips) -> RenderPlan:
+    path, facts = clips[params.clip_id]
+    aspect = params.aspect_ratio
+    if facts.width / facts.height > aspect:
+        crop_height = even_within(facts.height)
+        crop_width = even_within(crop_height * aspect)
+    else:
+        crop_width = even_within(facts.width)
+        crop_height = even_within(crop_width / aspect)
+    out_height = even(params.height)
+    out_width = even(out_height * aspect)
+    centre = _centre_expression(params.keyframes)
+    crop_x = f"max(0,min(in_w-{crop_width},({centre})*in_w-{crop_width}/2))"
+    video = (
+        f"[0:v]fps={DEFAULT_FRAME_RATE},crop=w={crop_width}:h={crop_height}:x='{crop_x}':y=(in_h-{crop_height})/2,"
+        f"scale={out_width}:{out_height}:flags=lanczos,setsar=1,format=yuv420p[vout]"
+    )
+    audio = _audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout")
+    return RenderPlan(["-i", str(path)], f"{video};{audio}", facts.duration, out_width, out_height)
+
+
+def _overlay(params: OverlayParams, clips, work_dir: Path) -> RenderPlan:
+    path, facts = clips[params.clip_id]
+    width, height = even_within(facts.width), even_within(facts.height)
+    inputs = ["-i", str(path)]
+    prepare: list[list[str]] = []
+    rings: dict[tuple[int, str], list[int]] = {}
+    for index, highlight in enumerate(params.highlights):
+        radius = max(4, int(round(highlight.radius * height)))
+        rings.setdefault((radius, highlight.color), []).append(index)
+    chains = [f"[0:v]fps={DEFAULT_FRAME_RATE},scale={width}:{height},setsar=1,format=yuv420p[base0]"]
+    overlays: list[str] = []
+    ring_labels: dict[int, str] = {}
+    for input_index, ((radius, color), uses) in enumerate(rings.items(), start=1):
+        image = work_dir / f"ring-{input_index}.png"
+        prepare.append(_ring_image_arguments(image, radius, color))
+        inputs += ["-loop", "1", "-framerate", str(DEFAULT_FRAME_RATE), "-i", str(image)]
+        outputs = "".join(f"[ring{use}]" for use in uses)
+        chains.append(f"[{input_index}:v]format=rgba,split={len(uses)}{outputs}")
+        ring_labels.update({use: f"ring{use}" for use in uses})
+    for index, highlight in enumerate(params.highlights):
+        radius = max(4, int(round(highlight.radius * height)))
+        x = int(round(highlight.x * width)) - radius
+        y = int(round(highlight.y * height)) - radius
+        enable = f"between(t,{seconds(highlight.start)},{seconds(highlight.end)})"
+        overlays.append(
+            f"[base{index}][{ring_labels[index]}]overlay=x={x}:y={y}:enable='{enable}':shortest=1[base{index + 1}]"
+        )
+    last = len(params.highlights)
+    chains += overlays
+    chains.append(f"[base{last}]format=yuv420p[vout]")
+    chains.append(_audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout"))
+    return RenderPlan(inputs, ";".join(chains), facts.duration, width, height, prepare=prepare)
+
+
+def _ring_image_arguments(image: Path, radius: int, color: str) -> list[str]:
+    size = radius * 2 + 2
+    thickness = max(3, radius // 8)
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    centre = size / 2
+    alpha = f"if(between(hypot(X-{centre},Y-{centre}),{radius - thickness},{radius}),255,0)"
+    graph = f"color=c=black@0:s={size}x{size},format=rgba,geq=r={red}:g={green}:b={blue}:a='{alpha}'"
+    return ["-f", "lavfi", "-i", graph, "-frames:v", "1", "-update", "1", str(image)]
+
+
+def encoder_arguments() -> list[str]:
+    """libx264 by default; EXPORTS_VIDEO_ENCODER=h264_nvenc where a GPU is attached (the Modal function sets it)."""
+    encoder = os.environ.get("EXPORTS_VIDEO_ENCODER", "libx264")
+    if encoder == "h264_nvenc":
+        return ["-c:v", "h264_nvenc", "-preset", "p5", "-rc", "vbr", "-cq", "21", "-b:v", "0"]
+    return ["-c:v", "libx264", "-preset", os.environ.get("EXPORTS_X264_PRESET", "veryfast"), "-crf", "20"]
+
+
+def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] | None = None) -> None:
+    """Run ffmpeg for the plan, calling on_progress(media seconds done) as ffmpeg reports it."""
+    for arguments in plan.prepare:
+        _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments])
+    command = [
+        ffmpeg_executable(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-y",
+        *plan.input_arguments,
+        "-filter_complex",
+        plan.filter_graph,
+        "-map",
+        "[vout]",
+        "-map",
+        "[aout]",
+        *encoder_arguments(),
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        str(plan.frame_rate),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "160k",
+        "-ar",
+        str(AUDIO_RATE),
+        "-ac",
+        "2",
+        "-t",
+        seconds(plan.duration),
+        "-movflags",
+        "+faststart",
+        str(output),
+    ]
+    _run(command, on_progress=on_progress)
+
+
+def _run(command: list[str], on_progress: Callable[[float], None] | None = None) -> None:
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1
+        )
+        try:
+            for line in process.stdout:
+                key, _, value = line.strip().partition("=")
+                if key == "out_time_us" and on_progress and value.lstrip("-").isdigit():
+                    on_progress(max(0, int(value)) / 1_000_000)
+        finally:
+            process.stdout.close()
+            code = process.wait()
+        if code != 0:
+            errors.seek(0)
+            tail = " ".join(errors.read().strip().splitlines()[-3:])[:400]
+            raise RenderError(f"ffmpeg exited with {code}: {tail or 'no output'}")

@@ -1,0 +1,258 @@
+"""
+Export parameters and the worker payload, validated the same way in the web app
+and in the worker (pydantic; no Django).
+
+Validation has two steps: the shape (types, bounds, unknown keys) and then the
+facts of the clips the parameters name (does the clip exist, is the trim inside
+it). Both report `{field path: message}` with messages a user can act on, e.g.
+`clips.1.end: clip 2: end 95.0 s is past its 20.0 s duration`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PAYLOAD_SCHEMA_VERSION = 1
+KINDS = ("multi_clip", "framing_ai", "overlay")
+
+MAX_CLIPS = 50
+MAX_HIGHLIGHTS = 100
+MAX_KEYFRAMES = 200
+MIN_HEIGHT, MAX_HEIGHT = 144, 2160
+# Trims may end a hair past the probed duration (container rounding).
+DURATION_TOLERANCE_SECONDS = 0.05
+
+Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Height = Annotated[int, Field(ge=MIN_HEIGHT, le=MAX_HEIGHT)]
+ClipId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class InvalidParams(ValueError):
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the backend probed about a clip; parameters are checked against it."""
+
+    duration: float
+    width: int
+    height: int
+    has_audio: bool
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class ClipRange(Strict):
+    clip_id: ClipId
+    start: Seconds = 0.0
+    end: Seconds
+
+    @model_validator(mode="after")
+    def end_after_start(self):
+        if self.end <= self.start:
+            raise ValueError(f"end {_seconds(self.end)} s must be after start {_seconds(self.start)} s")
+        return self
+
+
+class MultiClipParams(Strict):
+    clips: list[ClipRange] = Field(min_length=1, max_length=MAX_CLIPS)
+    height: Height | None = None
+    frame_rate: Annotated[int, Field(ge=10, le=60)] = 30
+
+
+class Keyframe(Strict):
+    t: Seconds
+    x: Fraction
+
+
+class FramingParams(Strict):
+    clip_id: ClipId
+    aspect: str = "9:16"
+    height: Height = 1280
+    keyframes: list[Keyframe] = Field(min_length=1, max_length=MAX_KEYFRAMES)
+
+    @field_validator("aspect")
+    @classmethod
+    def aspect_is_a_ratio(cls, value: str) -> str:
+        match = re.fullmatch(r"(\d{1,3}):(\d{1,3})", value)
+        if not match or int(match[1]) == 0 or int(match[2]) == 0:
+            raise ValueError("aspect must look like 9:16 (two whole numbers from 1 to 999)")
+        ratio = int(match[1]) / int(match[2])
+        if not 0.1 <= ratio <= 10:
+            raise ValueError("aspect must be between 1:10 and 10:1")
+        return value
+
+    @field_validator("keyframes")
+    @classmethod
+    def keyframes_in_time_order(cls, value: list[Keyframe]) -> list[Keyframe]:
+        ordered = sorted(value, key=lambda keyframe: keyframe.t)
+        for earlier, later in pairwise(ordered):
+            if later.t == earlier.t:
+                raise ValueError(f"two keyframes at {_seconds(later.t)} s")
+        return ordered
+
+    @property
+    def aspect_ratio(self) -> float:
+        width, height = self.aspect.split(":")
+        return int(width) / int(height)
+
+
+class Highlight(Strict):
+    start: Seconds
+    end: Seconds
+    x: Fraction
+    y: Fraction
+    radius: Annotated[float, Field(gt=0, le=0.5)]
+    color: str = "#FFD400"
+
+    @field_validator("color")
+    @classmethod
+    def color_is_hex(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("color must look like #FFD400")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def end_after_start(self):
+        if self.end <= self.start:
+            raise ValueError(f"end {_seconds(self.end)} s must be after start {_seconds(self.start)} s")
+        return self
+
+
+class OverlayParams(Strict):
+    clip_id: ClipId
+    highlights: list[Highlight] = Field(min_length=1, max_length=MAX_HIGHLIGHTS)
+
+
+PARAMS_MODELS: dict[str, type[Strict]] = {
+    "multi_clip": MultiClipParams,
+    "framing_ai": FramingParams,
+    "overlay": OverlayParams,
+}
+
+
+def clip_ids(kind: str, params: Mapping[str, Any]) -> list[int]:
+    """Return the clip ids raw parameters name, best effort, so the caller can look their facts up."""
+    found = []
+    if kind == "multi_clip" and isinstance(params.get("clips"), list):
+        found = [entry.get("clip_id") for entry in params["clips"][:MAX_CLIPS] if isinstance(entry, dict)]
+    elif isinstance(params, Mapping):
+        found = [params.get("clip_id")]
+    return [value for value in found if isinstance(value, int) and not isinstance(value, bool)]
+
+
+def validate_params(kind: str, params: Any, clips: Mapping[int, ClipFacts]) -> Strict:
+    """Return the validated parameters or raise InvalidParams with a message per field."""
+    model = PARAMS_MODELS.get(kind)
+    if model is None:
+        raise InvalidParams({"kind": f"unknown export kind {kind!r}; expected one of {', '.join(KINDS)}"})
+    if not isinstance(params, dict):
+        raise InvalidParams({"params": "params must be an object"})
+    try:
+        validated = model.model_validate(params)
+    except ValidationError as error:
+        raise InvalidParams(_field_errors(error)) from None
+    errors = _check_against_clips(validated, clips)
+    if errors:
+        raise InvalidParams(errors)
+    return validated
+
+
+def _seconds(value: float) -> str:
+    """Format seconds as a user reads them: 95.0, 12.25."""
+    return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
+
+
+def _field_errors(error: ValidationError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for detail in error.errors(include_url=False):
+        field = ".".join(str(part) for part in detail["loc"]) or "params"
+        message = detail["msg"].removeprefix("Value error, ")
+        errors.setdefault(field, message)
+    return errors
+
+
+def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+
+    def check_range(field: str, label: str, clip: ClipFacts, start: float, end: float) -> None:
+        duration = _seconds(clip.duration)
+        if start >= clip.duration:
+            errors[f"{field}.start"] = f"{label}: start {_seconds(start)} s is past its {duration} s duration"
+        elif end > clip.duration + DURATION_TOLERANCE_SECONDS:
+            errors[f"{field}.end"] = f"{label}: end {_seconds(end)} s is past its {duration} s duration"
+
+    if isinstance(params, MultiClipParams):
+        for index, entry in enumerate(params.clips):
+            clip = clips.get(entry.clip_id)
+            if clip is None:
+                errors[f"clips.{index}.clip_id"] = f"clip {index + 1}: no clip {entry.clip_id} in this project"
+            else:
+                check_range(f"clips.{index}", f"clip {index + 1}", clip, entry.start, entry.end)
+        return errors
+
+    clip = clips.get(params.clip_id)
+    if clip is None:
+        return {"clip_id": f"no clip {params.clip_id} in this project"}
+    if isinstance(params, FramingParams):
+        for index, keyframe in enumerate(params.keyframes):
+            if keyframe.t > clip.duration + DURATION_TOLERANCE_SECONDS:
+                errors[f"keyframes.{index}.t"] = (
+                    f"keyframe {index + 1}: {_seconds(keyframe.t)} s is past the clip's "
+                    f"{_seconds(clip.duration)} s duration"
+                )
+    elif isinstance(params, OverlayParams):
+        for index, highlight in enumerate(params.highlights):
+            check_range(f"highlights.{index}", f"highlight {index + 1}", clip, highlight.start, highlight.end)
+    return errors
+
+
+class ExportInput(Strict):
+    """A clip as the worker receives it: where to read it and what the backend probed."""
+
+    key: str = Field(pattern=r"^[A-Za-z0-9/_.\-]{1,255}$")
+    duration: Annotated[float, Field(gt=0)]
+    width: Annotated[int, Field(gt=0)]
+    height: Annotated[int, Field(gt=0)]
+    has_audio: bool
+
+    @field_validator("key")
+    @classmethod
+    def key_stays_inside(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("key must be a relative path inside the store")
+        return value
+
+    def facts(self) -> ClipFacts:
+        return ClipFacts(duration=self.duration, width=self.width, height=self.height, has_audio=self.has_audio)
+
+
+class ExportPayload(BaseModel):
+    """What the backend sends to a worker. `schema_version` lets an old worker refuse a new payload clearly."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    schema_version: Literal[1]
+    job_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    kind: Literal["multi_clip", "framing_ai", "overlay"]
+    params: dict[str, Any]
+    inputs: dict[str, ExportInput]
+
+    def clip_facts(self) -> dict[int, ClipFacts]:
+        return {int(clip_id): entry.facts() for clip_id, entry in self.inputs.items()}
+
+    def validated_params(self) -> Strict:
+        return validate_params(self.kind, self.params, self.clip_facts())
+

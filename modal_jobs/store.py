@@ -1,0 +1,232 @@
+"""
+The object store as the worker sees it; imports no Django.
+
+One tiny interface, two implementations: plain files under a root folder (the
+embedded default, the same folder Django's FileSystemStorage uses) and an S3
+bucket through boto3 (Cloudflare R2 in production, the same bucket
+django-storages uses). Keys are always built from ids, never from user input.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+def job_key(job_id: str, name: str) -> str:
+    return f"exports/{job_id}/{name}"
+
+
+class ObjectStore(Protocol):
+    appends_in_place: bool
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically: readers see the old object or the new one."""
+
+    def read_bytes(self, key: str) -> bytes | None:
+        """Return the object, or None when there is none."""
+
+    def append_bytes(self, key: str, data: bytes) -> None:
+        """Add `data` to the end of the object (creating it)."""
+
+    def upload_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        """Store a local file; return its size."""
+
+    def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        """Fetch an object into a local file; return its size."""
+
+    def size(self, key: str) -> int | None:
+        """Return the object's size, or None when there is none."""
+
+    def modified_at(self, key: str) -> float | None:
+        """Return the object's modification time (store clock, epoch seconds), or None."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object if it exists."""
+
+
+class FileSystemStore:
+    appends_in_place = True
+    chunk_bytes = 1024 * 1024
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"Key {key!r} escapes the store.")
+        return path
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def append_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as handle:
+            handle.write(data)
+
+    def upload_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        size = _copy(Path(path), partial, on_progress, self.chunk_bytes)
+        os.replace(partial, target)
+        return size
+
+    def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        source = self.path(key)
+        if not source.exists():
+            raise FileNotFoundError(f"No object {key!r} in the store.")
+        return _copy(source, Path(path), on_progress, self.chunk_bytes)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def modified_at(self, key: str) -> float | None:
+        try:
+            return self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+def _copy(source: Path, target: Path, on_progress: TransferProgress | None, chunk_bytes: int) -> int:
+    total = source.stat().st_size
+    done = 0
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while chunk := reader.read(chunk_bytes):
+            writer.write(chunk)
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, total)
+    if on_progress and total == 0:
+        on_progress(0, 0)
+    return done
+
+
+class S3Store:
+    """An S3 bucket (R2 in production) through boto3; objects are written whole, so appends rewrite."""
+
+    appends_in_place = False
+
+    def __init__(self, *, bucket: str, client: Any):
+        self.bucket = bucket
+        self.client = client
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> S3Store:
+        """Build from the AWS_* variables that the Django settings and the Modal secret share."""
+        import boto3
+        from botocore.config import Config
+
+        environ = os.environ if environ is None else environ
+        client = boto3.client(
+            "s3",
+            endpoint_url=environ.get("AWS_S3_ENDPOINT_URL") or None,
+            aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+            aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            region_name=environ.get("AWS_S3_REGION_NAME") or "auto",
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE", "path")},
+                retries={"max_attempts": 5, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+            ),
+        )
+        return cls(bucket=environ["AWS_STORAGE_BUCKET_NAME"], client=client)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None
+
+    def append_bytes(self, key: str, data: bytes) -> None:
+        self.write_bytes(key, (self.read_bytes(key) or b"") + data)
+
+    def upload_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        total = Path(path).stat().st_size
+        self.client.upload_file(str(path), self.bucket, key, Callback=_byte_counter(total, on_progress))
+        return total
+
+    def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
+        total = self.size(key)
+        if total is None:
+            raise FileNotFoundError(f"No object {key!r} in the store.")
+        self.client.download_file(self.bucket, key, str(path), Callback=_byte_counter(total, on_progress))
+        return total
+
+    def _head(self, key: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+
+    def size(self, key: str) -> int | None:
+        head = self._head(key)
+        return None if head is None else head["ContentLength"]
+
+    def modified_at(self, key: str) -> float | None:
+        head = self._head(key)
+        return None if head is None else head["LastModified"].timestamp()
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+def _byte_counter(total: int, on_progress: TransferProgress | None):
+    done = 0
+
+    def callback(transferred: int) -> None:
+        nonlocal done
+        done += transferred
+        if on_progress:
+            on_progress(done, total)
+
+    return callback
+
+
+def store_from_config(config: dict[str, Any]) -> ObjectStore:
+    """Build the store a local worker was told to use (see LocalBackend)."""
+    if config["type"] == "filesystem":
+        return FileSystemStore(config["root"])
+    if config["type"] == "s3":
+        return S3Store.from_environment({**os.environ, **config.get("environment", {})})
+    raise ValueError(f"Unknown store type {config['type']!r}.")

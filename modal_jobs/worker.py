@@ -1,0 +1,141 @@
+"""
+The export worker: the same function runs in a Modal container and in a local worker process.
+
+It never raises for expected failures; it returns `{"status": "success", ...}`
+or `{"status": "error", "message": ...}`, so that an exception out of Modal's
+`FunctionCall.get()` always says something about the call, not about the video.
+The result is also stored as `exports/<job_id>/result.json`, written last (after
+the output), so the backend can decide a job whose call outcome has expired.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .media import MediaProbeError, probe
+from .pipeline import RenderError, build_plan, render
+from .progress import ProgressReporter
+from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
+from .store import ObjectStore, job_key
+
+logger = logging.getLogger(__name__)
+
+# Overall percent given to each stage: transfers report bytes, rendering reports media time.
+DOWNLOAD_SHARE = (0, 10)
+RENDER_SHARE = (10, 95)
+UPLOAD_SHARE = (95, 99)
+
+
+def error_result(message: str) -> dict[str, Any]:
+    return {"status": "error", "message": message}
+
+
+def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int = 1) -> dict[str, Any]:
+    version = payload.get("schema_version") if isinstance(payload, dict) else None
+    if version != PAYLOAD_SCHEMA_VERSION:
+        return error_result(
+            f"Payload schema version {version!r} is not supported by this worker "
+            f"(it knows version {PAYLOAD_SCHEMA_VERSION}); deploy the matching worker."
+        )
+    try:
+        export = ExportPayload.model_validate(payload)
+        params = export.validated_params()
+    except (ValidationError, InvalidParams) as error:
+        return error_result(f"Invalid export payload: {error}")
+
+    reporter = ProgressReporter(store=store, job_id=export.job_id, call_id=call_id, attempt=attempt)
+    reporter.start(message="Starting export")
+    try:
+        result = _run(export, params, store=store, reporter=reporter)
+    except (RenderError, MediaProbeError, OSError) as error:
+        result = error_result(str(error))
+    except Exception as error:  # a bug, but the user still deserves a message and the backend a result
+        logger.exception("Export %s failed unexpectedly", export.job_id)
+        result = error_result(f"Unexpected {type(error).__name__}: {error}")
+    result = {**result, "job_id": export.job_id, "call_id": call_id, "attempt": attempt}
+    try:
+        store.write_bytes(job_key(export.job_id, "result.json"), json.dumps(result).encode())
+    except Exception as error:
+        logger.exception("Could not store the result of %s", export.job_id)
+        if result["status"] == "success":
+            result = {**error_result(f"Could not store the result: {error}"), "job_id": export.job_id}
+    if result["status"] == "success":
+        reporter.finish(message="Export complete")
+    else:
+        reporter.fail(result["message"])
+    return result
+
+
+def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"export-{export.job_id}-") as scratch:
+        work_dir = Path(scratch)
+        clips = _download_inputs(export, store=store, reporter=reporter, work_dir=work_dir)
+        plan = build_plan(export.kind, params, clips, work_dir)
+        output = work_dir / "output.mp4"
+        low, high = RENDER_SHARE
+        reporter.update(
+            percent=low, stage="rendering", message="Rendering", processed_seconds=0.0, total_seconds=plan.duration
+        )
+
+        def rendered(done_seconds: float) -> None:
+            done = min(done_seconds, plan.duration)
+            reporter.update(
+                percent=low + (high - low) * done / plan.duration,
+                stage="rendering",
+                message=f"Rendering {done:.0f} of {plan.duration:.0f} s",
+                processed_seconds=done,
+            )
+
+        started = time.monotonic()
+        render(plan, output, on_progress=rendered)
+        render_seconds = time.monotonic() - started
+        info = probe(output)
+
+        output_key = job_key(export.job_id, "output.mp4")
+        uploaded = _transfer_progress(reporter, UPLOAD_SHARE, "uploading")
+        size = store.upload_file(output_key, output, on_progress=uploaded)
+        return {
+            "status": "success",
+            "output_key": output_key,
+            "duration": info.duration,
+            "width": info.display_width,
+            "height": info.display_height,
+            "size": size,
+            "render_seconds": round(render_seconds, 3),
+        }
+
+
+def _download_inputs(export: ExportPayload, *, store, reporter, work_dir: Path):
+    clips = {}
+    total_inputs = len(export.inputs)
+    low, high = DOWNLOAD_SHARE
+    for number, (clip_id, entry) in enumerate(sorted(export.inputs.items()), start=1):
+        path = work_dir / f"input-{clip_id}{Path(entry.key).suffix}"
+        share = (low + (high - low) * (number - 1) / total_inputs, low + (high - low) * number / total_inputs)
+        store.download_file(
+            entry.key, path, on_progress=_transfer_progress(reporter, share, "downloading", f"clip {number}")
+        )
+        clips[int(clip_id)] = (path, entry.facts())
+    return clips
+
+
+def _transfer_progress(reporter: ProgressReporter, share: tuple[float, float], stage: str, what: str = ""):
+    low, high = share
+
+    def progressed(done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        label = f" {what}" if what else ""
+        reporter.update(
+            percent=low + (high - low) * fraction,
+            stage=stage,
+            message=f"{stage.capitalize()}{label}: {done / 1e6:.1f} of {total / 1e6:.1f} MB",
+        )
+
+    return progressed

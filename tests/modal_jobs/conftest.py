@@ -1,0 +1,65 @@
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from modal_jobs.media import generate_test_clip, probe, run_ffmpeg
+from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION
+from modal_jobs.store import FileSystemStore
+
+
+@pytest.fixture(scope="session")
+def sample_clips(tmp_path_factory):
+    """Real clips rendered once per session: with sound, silent, rotated, variable frame rate."""
+    folder = tmp_path_factory.mktemp("clips")
+    clips = {
+        "sound": folder / "sound.mp4",
+        "silent": folder / "silent.mp4",
+        "rotated": folder / "rotated.mp4",
+        "variable_rate": folder / "variable-rate.mp4",
+    }
+    generate_test_clip(clips["sound"], pattern="testsrc2", tone_hz=440, seconds=3, width=480, height=270)
+    generate_test_clip(clips["silent"], pattern="smptebars", tone_hz=None, seconds=2, width=320, height=240)
+    run_ffmpeg(["-display_rotation", "90", "-i", str(clips["sound"]), "-c", "copy", str(clips["rotated"])])
+    run_ffmpeg(
+        [
+            "-i", str(clips["sound"]),
+            "-vf", r"select='not(eq(mod(n\,5)\,0))'",
+            "-fps_mode", "passthrough",
+            "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac",
+            str(clips["variable_rate"]),
+        ]
+    )  # fmt: skip
+    return clips
+
+
+@pytest.fixture
+def store(tmp_path):
+    return FileSystemStore(tmp_path / "store")
+
+
+def add_input(store: FileSystemStore, path: Path) -> dict:
+    """Put a clip in the store the way the web app does, and describe it as a worker input."""
+    key = f"projects/1/clips/{uuid.uuid4().hex}.mp4"
+    target = store.path(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    info = probe(path)
+    return {
+        "key": key,
+        "duration": info.duration,
+        "width": info.display_width,
+        "height": info.display_height,
+        "has_audio": info.has_audio,
+    }
+
+
+def make_payload(kind: str, params: dict, inputs: dict) -> dict:
+    return {
+        "schema_version": PAYLOAD_SCHEMA_VERSION,
+        "job_id": str(uuid.uuid4()),
+        "kind": kind,
+        "params": params,
+        "inputs": {str(clip_id): entry for clip_id, entry in inputs.items()},
+    }

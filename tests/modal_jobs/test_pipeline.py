@@ -1,0 +1,148 @@
+"""Each export kind renders a playable H.264/AAC MP4 from real-world inputs, checked by probing the output."""
+
+import json
+from itertools import pairwise
+
+import av
+import pytest
+
+from modal_jobs.media import probe
+from modal_jobs.store import job_key
+from modal_jobs.worker import run_export
+
+from .conftest import add_input, make_payload
+
+
+def render(store, kind, params, inputs):
+    payload = make_payload(kind, params, inputs)
+    result = run_export(payload, store=store, call_id="local-test")
+    return payload, result
+
+
+def output_info(store, result):
+    assert result["status"] == "success", result
+    info = probe(store.path(result["output_key"]))
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.width % 2 == 0 and info.height % 2 == 0
+    assert (result["width"], result["height"], result["duration"]) == (info.width, info.height, info.duration)
+    return info
+
+
+def test_multi_clip_trims_normalizes_and_concatenates_with_silence_for_silent_clips(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["sound"]), 2: add_input(store, sample_clips["silent"])}
+    params = {"clips": [{"clip_id": 1, "start": 0.5, "end": 2.5}, {"clip_id": 2, "start": 0, "end": 1.5}]}
+    _, result = render(store, "multi_clip", params, inputs)
+    info = output_info(store, result)
+    assert (info.width, info.height) == (480, 270)  # the first clip's size
+    assert info.duration == pytest.approx(3.5, abs=0.1)
+    assert info.frame_rate == pytest.approx(30)
+    assert info.has_audio
+
+
+def test_multi_clip_scales_to_the_requested_height(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["sound"])}
+    _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}], "height": 144}, inputs)
+    info = output_info(store, result)
+    assert (info.width, info.height) == (256, 144)
+
+
+def test_framing_reframes_to_the_target_aspect_and_height(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["silent"])}
+    params = {
+        "clip_id": 1,
+        "aspect": "9:16",
+        "height": 480,
+        "keyframes": [{"t": 0, "x": 0.1}, {"t": 1, "x": 0.9}, {"t": 2, "x": 0.5}],
+    }
+    _, result = render(store, "framing_ai", params, inputs)
+    info = output_info(store, result)
+    assert (info.width, info.height) == (270, 480)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert info.has_audio  # silence was added
+
+
+def test_framing_follows_the_keyframes(store, sample_clips):
+    """SMPTE bars: white on the left, blue on the right; the crop must move from one to the other."""
+    inputs = {1: add_input(store, sample_clips["silent"])}
+    params = {"clip_id": 1, "aspect": "1:1", "height": 144, "keyframes": [{"t": 0, "x": 0.0}, {"t": 1.9, "x": 1.0}]}
+    _, result = render(store, "framing_ai", params, inputs)
+    output_info(store, result)
+    with av.open(str(store.path(result["output_key"]))) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    first, last = frames[0], frames[-1]
+    # In the top rows the leftmost bar is light grey and the rightmost is blue.
+    assert first[:60, :20].mean(axis=(0, 1)).min() > 150
+    red, green, blue = last[:60, -20:].mean(axis=(0, 1))
+    assert blue > 150 and red < 100
+
+
+def test_overlay_draws_rings_only_during_their_time_range(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["sound"])}
+    highlight = {"start": 1.0, "end": 2.0, "x": 0.5, "y": 0.5, "radius": 0.3, "color": "#FF0000"}
+    _, result = render(store, "overlay", {"clip_id": 1, "highlights": [highlight]}, inputs)
+    info = output_info(store, result)
+    assert (info.width, info.height, info.duration) == (480, 270, pytest.approx(3.0, abs=0.1))
+    with av.open(str(store.path(result["output_key"]))) as container:
+        frames = {round(frame.time, 2): frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)}
+    ring_top = (270 // 2 - int(0.3 * 270) + 2, 480 // 2)  # a pixel on the ring's top edge (row, column)
+
+    def pixel(time):
+        return frames[min(frames, key=lambda t: abs(t - time))][ring_top]
+
+    red, green, blue = pixel(1.5)
+    assert red > 180 and green < 90 and blue < 90
+    assert tuple(pixel(0.5)) != tuple(pixel(1.5))
+    assert tuple(pixel(2.5)) != tuple(pixel(1.5))
+
+
+def test_rotation_metadata_is_honoured(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["rotated"])}
+    assert (inputs[1]["width"], inputs[1]["height"]) == (270, 480)
+    _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}]}, inputs)
+    info = output_info(store, result)
+    assert (info.width, info.height, info.rotation) == (270, 480, 0)
+
+
+def test_a_variable_frame_rate_clip_comes_out_at_a_constant_rate(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["variable_rate"])}
+    _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 2}]}, inputs)
+    output_info(store, result)
+    with av.open(str(store.path(result["output_key"]))) as container:
+        times = [frame.time for frame in container.decode(video=0)]
+    gaps = {round(later - earlier, 3) for earlier, later in pairwise(times)}
+    assert gaps == {round(1 / 30, 3)}
+
+
+def test_the_result_is_stored_last_beside_the_output(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["silent"])}
+    payload, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}]}, inputs)
+    stored = json.loads(store.read_bytes(job_key(payload["job_id"], "result.json")))
+    assert stored == result
+    output = store.path(result["output_key"])
+    assert output.stat().st_mtime <= store.path(job_key(payload["job_id"], "result.json")).stat().st_mtime
+    assert result["size"] == output.stat().st_size
+
+
+def test_a_missing_input_is_an_error_result_not_an_exception(store, sample_clips):
+    entry = add_input(store, sample_clips["silent"])
+    store.delete(entry["key"])
+    payload, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}]}, {1: entry})
+    assert result["status"] == "error"
+    assert "No object" in result["message"]
+    assert json.loads(store.read_bytes(job_key(payload["job_id"], "result.json")))["status"] == "error"
+
+
+def test_the_worker_refuses_a_payload_version_it_does_not_know(store):
+    result = run_export({"schema_version": 99, "job_id": "x"}, store=store, call_id="local-test")
+    assert result == {
+        "status": "error",
+        "message": "Payload schema version 99 is not supported by this worker (it knows version 1); "
+        "deploy the matching worker.",
+    }
+
+
+def test_the_worker_revalidates_params_against_its_inputs(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["silent"])}
+    _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 95}]}, inputs)
+    assert result["status"] == "error"
+    assert "clip 1: end 95.0 s is past its 2.0 s duration" in result["message"]

@@ -1,5 +1,9 @@
+import uuid
+
+import boto3
 import pytest
 from django.test import Client
+from moto.server import ThreadedMotoServer
 
 from modal_jobs.media import generate_test_clip
 from projects import services as project_services
@@ -67,3 +71,22 @@ def owner_client(owner):
 @pytest.fixture
 def outsider_client(outsider):
     return logged_in_client(outsider)
+
+
+S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API (moto's server) on loopback, spoken to through boto3 as R2 would be."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def make_bucket(endpoint: str) -> str:
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, **S3_CREDENTIALS).create_bucket(Bucket=bucket)
+    return bucket

@@ -6,29 +6,18 @@ The S3 API is moto's server on loopback, reached through boto3 exactly as R2 wou
 import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from projects import services
+
+from ..conftest import make_bucket
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3_storage(settings, s3_endpoint):
-    bucket = "exports-test"
-    credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-    boto3.client("s3", endpoint_url=s3_endpoint, **credentials).create_bucket(Bucket=bucket)
+    bucket = make_bucket(s3_endpoint)
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {

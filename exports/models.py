@@ -1,8 +1,10 @@
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from projects.models import Project
 
@@ -38,6 +40,19 @@ class ExecutorBackend(models.TextChoices):
     MODAL = "modal", "Modal"
 
 
+# Finished jobs stay in the tray (and the socket snapshot) this long unless dismissed.
+TRAY_RETENTION = timedelta(hours=24)
+
+
+class Trigger(models.TextChoices):
+    """Who looked at the job when something changed."""
+
+    VIEW = "view", "A page or API request"
+    CONSUMER = "consumer", "A live-progress socket"
+    COMMAND = "command", "reconcile_exports"
+    ADMIN = "admin", "An admin"
+
+
 class ExportJobQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status__in=ACTIVE_STATUSES)
@@ -47,6 +62,14 @@ class ExportJobQuerySet(models.QuerySet):
 
     def owned_by(self, user):
         return self.filter(owner=user)
+
+    def in_tray(self, *, now=None):
+        """Active jobs plus those finished in the last day and not dismissed: what the tray, API and socket show."""
+        now = now or timezone.now()
+        recently_finished = models.Q(
+            status__in=TERMINAL_STATUSES, dismissed_at__isnull=True, finished_at__gte=now - TRAY_RETENTION
+        )
+        return self.filter(models.Q(status__in=ACTIVE_STATUSES) | recently_finished)
 
 
 class ExportJob(models.Model):
@@ -110,9 +133,7 @@ class ExportJob(models.Model):
             models.CheckConstraint(
                 condition=models.Q(progress__gte=0, progress__lte=100), name="exportjob_progress_percent"
             ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_known"
-            ),
+            models.CheckConstraint(condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_known"),
             models.CheckConstraint(
                 condition=(
                     models.Q(status=ExportStatus.ERROR) & ~models.Q(error_reason="")
@@ -132,6 +153,45 @@ class ExportJob(models.Model):
     @property
     def storage_prefix(self) -> str:
         return f"exports/{self.pk}/"
+
+
+class ExportJobEvent(models.Model):
+    """
+    The job's timeline: every state change and every answer worth keeping, with who looked.
+
+    Written by exports.services only, in the same transaction as the change it records.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        SPAWNED = "spawned", "Spawned on the executor"
+        SPAWN_UNCONFIRMED = "spawn_unconfirmed", "Spawn not confirmed"
+        CALL_ID_ADOPTED = "call_id_adopted", "Call id adopted from the progress record"
+        PROGRESS = "progress", "Progress milestone"
+        EXECUTOR_UNAVAILABLE = "executor_unavailable", "Executor unavailable"
+        CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        RETRIED = "retried", "Retried as a new job"
+        DISMISSED = "dismissed", "Dismissed"
+
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind)
+    trigger = models.CharField(max_length=12, choices=Trigger)
+    message = models.TextField(blank=True, default="")
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["job", "created_at"], name="exportjobevent_by_job")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} ({self.get_trigger_display()})"
 
 
 class WorkingVideo(models.Model):

@@ -1,9 +1,15 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "exports"
 
 urlpatterns = [
     path("videos/<int:video_id>/media/", views.working_video_media, name="working_video_media"),
+    path("api/projects/<int:project_id>/exports/", api.start_export, name="api_start"),
+    path("api/exports/active/", api.active_exports, name="api_active"),
+    path("api/exports/<uuid:job_id>/", api.export_detail, name="api_detail"),
+    path("api/exports/<uuid:job_id>/cancel/", api.cancel_export, name="api_cancel"),
+    path("api/exports/<uuid:job_id>/retry/", api.retry_export, name="api_retry"),
+    path("api/exports/<uuid:job_id>/dismiss/", api.dismiss_export, name="api_dismiss"),
 ]

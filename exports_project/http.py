@@ -1,5 +1,6 @@
 """Small helpers shared by the JSON API views of every app."""
 
+import json
 from functools import wraps
 
 from .errors import json_error
@@ -25,4 +26,21 @@ def api_view(*methods: str):
 
 
 def isoformat(value):
-    return value.isoformat() if value is not None else None
+    """ISO 8601 with microseconds always, so clients can compare and hand back exact cursors."""
+    return value.isoformat(timespec="microseconds") if value is not None else None
+
+
+class InvalidBody(ValueError):
+    """The request body is not the JSON object the endpoint expects; the message says why."""
+
+
+def json_body(request) -> dict:
+    if request.content_type != "application/json":
+        raise InvalidBody("Send a JSON object with Content-Type: application/json.")
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidBody("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise InvalidBody("The body must be a JSON object.")
+    return body

@@ -183,6 +183,23 @@ LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS
 MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
 MODAL_CALL_DEADLINE_SECONDS = env.float("MODAL_CALL_DEADLINE_SECONDS", default=5.0)
 
+# Reconciliation (see exports/services.py). The two intervals bound how often
+# anyone, however many tabs, sockets, processes and commands look, reads a
+# job's progress record and asks the executor about it.
+EXPORTS_PROGRESS_INTERVAL_SECONDS = env.float("EXPORTS_PROGRESS_INTERVAL_SECONDS", default=1.0)
+EXPORTS_EXECUTOR_INTERVAL_SECONDS = env.float("EXPORTS_EXECUTOR_INTERVAL_SECONDS", default=3.0)
+# A job the executor cannot vouch for, with no result and no heartbeat for this
+# long, is lost. Never applied while the executor says the call is running.
+EXPORTS_STALE_WINDOW_MINUTES = env.float("EXPORTS_STALE_WINDOW_MINUTES", default=60)
+EXPORTS_MAX_ACTIVE_PER_USER = env.int("EXPORTS_MAX_ACTIVE_PER_USER", default=5)
+# Each executor call has its own deadline; a request spends at most the budget
+# on executor checks in total; this many consecutive failures open the circuit
+# breaker for the cooldown, during which checks fail fast.
+EXPORTS_EXECUTOR_DEADLINE_SECONDS = env.float("EXPORTS_EXECUTOR_DEADLINE_SECONDS", default=5.0)
+EXPORTS_REQUEST_BUDGET_SECONDS = env.float("EXPORTS_REQUEST_BUDGET_SECONDS", default=1.0)
+EXPORTS_BREAKER_FAILURES = env.int("EXPORTS_BREAKER_FAILURES", default=3)
+EXPORTS_BREAKER_COOLDOWN_SECONDS = env.float("EXPORTS_BREAKER_COOLDOWN_SECONDS", default=15.0)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -31,3 +31,24 @@ def get_backend() -> ExecutorBackend:
         max_workers=settings.LOCAL_EXECUTOR_MAX_WORKERS,
         time_limit_seconds=settings.LOCAL_EXECUTOR_TIME_LIMIT_SECONDS,
     )
+
+
+def store_from_settings():
+    """The object store as the web app reads it: the same bucket or folder as Django's default storage."""
+    from django.conf import settings
+
+    from .store import FileSystemStore, S3Store
+
+    if settings.AWS_STORAGE_BUCKET_NAME:
+        options = settings.STORAGES["default"]["OPTIONS"]
+        return S3Store.from_environment(
+            {
+                "AWS_STORAGE_BUCKET_NAME": options["bucket_name"],
+                "AWS_S3_ENDPOINT_URL": options.get("endpoint_url") or "",
+                "AWS_ACCESS_KEY_ID": options.get("access_key") or "",
+                "AWS_SECRET_ACCESS_KEY": options.get("secret_key") or "",
+                "AWS_S3_REGION_NAME": options.get("region_name") or "auto",
+                "AWS_S3_ADDRESSING_STYLE": options.get("addressing_style") or "path",
+            }
+        )
+    return FileSystemStore(settings.MEDIA_ROOT)

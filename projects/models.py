@@ -24,7 +24,11 @@ def clip_storage_key(clip: "Clip", filename: str) -> str:
 
 class ProjectQuerySet(models.QuerySet):
     def owned_by(self, user):
-        return self.filter(owner=user)
+        """The user's projects, minus those deleted (hidden at once, purged once their exports stopped)."""
+        return self.filter(owner=user, deleted_at__isnull=True)
+
+    def deleted(self):
+        return self.filter(deleted_at__isnull=False)
 
 
 class Project(models.Model):
@@ -32,6 +36,7 @@ class Project(models.Model):
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, help_text="Hidden from its owner; purged soon.")
 
     objects = ProjectQuerySet.as_manager()
 
@@ -47,7 +52,7 @@ class Project(models.Model):
 
 class ClipQuerySet(models.QuerySet):
     def owned_by(self, user):
-        return self.filter(project__owner=user)
+        return self.filter(project__owner=user, project__deleted_at__isnull=True)
 
 
 class Clip(models.Model):

@@ -1,0 +1,102 @@
+"""The exports JSON API: thin views over exports.services, owner-scoped, JSON errors."""
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
+
+from exports_project.errors import json_error
+from exports_project.http import InvalidBody, api_view, json_body
+from modal_jobs.schema import InvalidParams
+from projects.views import get_project_for_user
+
+from . import services
+from .executor import Budget
+from .models import ExportJob, Trigger
+from .serializers import serialize_job
+
+
+def get_job_for_user(user, job_id) -> ExportJob:
+    """Return the user's job or raise Http404: other users' jobs do not exist for them."""
+    return get_object_or_404(
+        ExportJob.objects.owned_by(user).select_related("project", "working_video"),
+        pk=job_id,
+        project__deleted_at__isnull=True,
+    )
+
+
+def job_response(job: ExportJob, status: int = 200) -> JsonResponse:
+    job = ExportJob.objects.select_related("working_video").get(pk=job.pk)
+    return JsonResponse({"job": serialize_job(job)}, status=status)
+
+
+@api_view("POST")
+def start_export(request, project_id):
+    project = get_project_for_user(request.user, project_id)
+    try:
+        body = json_body(request)
+        kind, params = body.get("kind"), body.get("params", {})
+        if not isinstance(kind, str):
+            raise InvalidParams({"kind": "kind is required: multi_clip, framing_ai or overlay"})
+        unknown = sorted(set(body) - {"kind", "params"})
+        if unknown:
+            raise InvalidParams({key: "unknown field" for key in unknown})
+        job = services.start_export(owner=request.user, project=project, kind=kind, params=params)
+    except InvalidBody as error:
+        return json_error(str(error), status=400)
+    except InvalidParams as error:
+        return json_error("The export parameters are not valid.", status=400, fields=error.errors)
+    except services.AlreadyRunning as error:
+        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
+    except services.TooManyExports as error:
+        return json_error(str(error), status=429)
+    return job_response(job, status=201)
+
+
+@api_view("GET")
+def active_exports(request):
+    services.reconcile_owner_jobs(request.user, trigger=Trigger.VIEW)
+    jobs = (
+        ExportJob.objects.owned_by(request.user)
+        .in_tray()
+        .filter(project__deleted_at__isnull=True)
+        .select_related("working_video")
+    )
+    return JsonResponse({"jobs": [serialize_job(job) for job in jobs]})
+
+
+@api_view("GET")
+def export_detail(request, job_id):
+    job = get_job_for_user(request.user, job_id)
+    services.reconcile_job(job, trigger=Trigger.VIEW, budget=Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS))
+    return job_response(job)
+
+
+@api_view("POST")
+def cancel_export(request, job_id):
+    job = get_job_for_user(request.user, job_id)
+    job = services.cancel_export(job, budget=Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS))
+    return job_response(job)
+
+
+@api_view("POST")
+def retry_export(request, job_id):
+    job = get_job_for_user(request.user, job_id)
+    try:
+        new_job = services.retry_export(job)
+    except services.NotRetryable as error:
+        return json_error(str(error), status=409)
+    except InvalidParams as error:
+        return json_error("This export can no longer run as it was.", status=400, fields=error.errors)
+    except services.AlreadyRunning as error:
+        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
+    except services.TooManyExports as error:
+        return json_error(str(error), status=429)
+    return job_response(new_job, status=201)
+
+
+@api_view("POST")
+def dismiss_export(request, job_id):
+    job = get_job_for_user(request.user, job_id)
+    if job.is_active:
+        return json_error("Only finished exports can be dismissed.", status=409)
+    return job_response(services.dismiss_export(job))

@@ -1,0 +1,135 @@
+"""
+The executor as the web app uses it: every call with a deadline, a per-request
+time budget, and a circuit breaker.
+
+An executor that hangs must not hang the site. Calls run on a small thread pool
+of their own (never on the thread Channels uses for database_sync_to_async), so
+a caller waits at most its deadline even when the call itself never returns.
+After EXPORTS_BREAKER_FAILURES consecutive failures, calls fail fast for
+EXPORTS_BREAKER_COOLDOWN_SECONDS; the first call after that is a trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from django.conf import settings
+
+from modal_jobs.backends import get_backend
+from modal_jobs.executors import CallState, ExecutorBackend, ExecutorUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+class Budget:
+    """Seconds a request may still spend waiting for the executor."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+class BudgetExhausted(ExecutorUnavailable):
+    """This request has spent its executor time; the next look will check."""
+
+
+class CircuitOpen(ExecutorUnavailable):
+    """Recent calls failed; not asking again until the cooldown ends."""
+
+
+class GuardedExecutor:
+    def __init__(
+        self,
+        backend: ExecutorBackend,
+        *,
+        deadline_seconds: float,
+        failure_threshold: int,
+        cooldown_seconds: float,
+        pool_size: int = 8,
+    ):
+        self.backend = backend
+        self.deadline_seconds = deadline_seconds
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="executor-call")
+        self._lock = threading.Lock()
+        self._consecutive_failures = 0
+        self._open_until = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def breaker_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def spawn(self, kind: str, payload: dict) -> str:
+        return self._call("spawn", kind, payload, budget=None)
+
+    def poll(self, call_id: str, *, budget: Budget | None = None) -> CallState:
+        return self._call("poll", call_id, budget=budget)
+
+    def cancel(self, call_id: str, *, budget: Budget | None = None) -> None:
+        self._call("cancel", call_id, budget=budget)
+
+    def _call(self, operation: str, *arguments, budget: Budget | None):
+        if self.breaker_open:
+            raise CircuitOpen(f"The executor failed {self.failure_threshold} times in a row; retrying shortly.")
+        timeout = self.deadline_seconds if budget is None else min(self.deadline_seconds, budget.remaining())
+        if timeout <= 0:
+            raise BudgetExhausted("No time left in this request for executor checks.")
+        future = self._pool.submit(getattr(self.backend, operation), *arguments)
+        try:
+            result = future.result(timeout=timeout)
+        except FutureTimeout:
+            self._failed()
+            raise ExecutorUnavailable(f"The executor did not answer {operation} within {timeout:.1f} s.") from None
+        except ExecutorUnavailable:
+            self._failed()
+            raise
+        with self._lock:
+            self._consecutive_failures = 0
+        return result
+
+    def _failed(self) -> None:
+        with self._lock:
+            self._consecutive_failures += 1
+            if self._consecutive_failures >= self.failure_threshold:
+                self._open_until = time.monotonic() + self.cooldown_seconds
+                logger.warning("Executor circuit breaker open for %.0f s", self.cooldown_seconds)
+
+
+_executor: GuardedExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _guarded(backend: ExecutorBackend) -> GuardedExecutor:
+    return GuardedExecutor(
+        backend,
+        deadline_seconds=settings.EXPORTS_EXECUTOR_DEADLINE_SECONDS,
+        failure_threshold=settings.EXPORTS_BREAKER_FAILURES,
+        cooldown_seconds=settings.EXPORTS_BREAKER_COOLDOWN_SECONDS,
+    )
+
+
+def get_executor() -> GuardedExecutor:
+    """Return this process's guarded executor (one breaker per process)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = _guarded(get_backend())
+        return _executor
+
+
+def use_backend(backend: ExecutorBackend | None) -> None:
+    """Replace the process's executor (tests); None rebuilds it from settings on next use."""
+    global _executor
+    with _executor_lock:
+        _executor = None if backend is None else _guarded(backend)

@@ -1,0 +1,94 @@
+"""
+Reading what workers write: their progress record and their result.
+
+Workers are trusted to run our code, not to write sane data (a bug, a truncated
+write, a hostile container): a record that is not what we expect is ignored or
+clamped, and logged, never allowed to crash a request or corrupt a job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from modal_jobs.backends import store_from_settings
+from modal_jobs.store import job_key
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 64 * 1024
+CALL_ID_PATTERN = re.compile(r"^(fc-[A-Za-z0-9]{1,64}|local-[0-9a-f]{32})$")
+
+
+@dataclass(frozen=True)
+class ProgressRecord:
+    percent: int
+    stage: str
+    message: str
+    call_id: str
+    sequence: int
+    worker_time: datetime | None
+
+
+def read_progress(job_id) -> ProgressRecord | None:
+    raw = store_from_settings().read_bytes(job_key(str(job_id), "progress.json"))
+    return None if raw is None else parse_progress(raw, job_id=job_id)
+
+
+def parse_progress(raw: bytes, *, job_id=None) -> ProgressRecord | None:
+    if len(raw) > MAX_RECORD_BYTES:
+        logger.warning("Ignoring a %d-byte progress record of job %s", len(raw), job_id)
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        logger.warning("Ignoring an unreadable progress record of job %s", job_id)
+        return None
+    if not isinstance(record, dict):
+        logger.warning("Ignoring a progress record of job %s that is not an object", job_id)
+        return None
+    percent = record.get("percent")
+    if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
+        logger.warning("Ignoring a progress record of job %s with percent %r", job_id, percent)
+        return None
+    call_id = record.get("call_id")
+    sequence = record.get("sequence")
+    return ProgressRecord(
+        percent=int(min(100, max(0, percent))),
+        stage=_text(record.get("stage"), 64),
+        message=_text(record.get("message"), 500),
+        call_id=call_id if isinstance(call_id, str) and CALL_ID_PATTERN.match(call_id) else "",
+        sequence=sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else 0,
+        worker_time=_time(record.get("worker_time")),
+    )
+
+
+def read_result(job_id) -> dict | None:
+    """Return the worker's stored result (success or error), or None when there is none or it is unreadable."""
+    raw = store_from_settings().read_bytes(job_key(str(job_id), "result.json"))
+    if raw is None:
+        return None
+    try:
+        result = json.loads(raw[:MAX_RECORD_BYTES])
+    except ValueError:
+        logger.warning("Ignoring an unreadable result record of job %s", job_id)
+        return None
+    return result if isinstance(result, dict) and result.get("status") in {"success", "error"} else None
+
+
+def _text(value, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _time(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None

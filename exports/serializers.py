@@ -1,0 +1,29 @@
+"""The one JSON shape of a job, shared by the API, the socket and broadcasts."""
+
+from exports_project.http import isoformat
+
+from .models import ExportJob, WorkingVideo
+
+
+def serialize_job(job: ExportJob) -> dict:
+    try:
+        video = job.working_video
+    except WorkingVideo.DoesNotExist:
+        video = None
+    return {
+        "id": str(job.pk),
+        "kind": job.kind,
+        "params": job.params,
+        "status": job.status,
+        "progress": job.progress,
+        "stage": job.stage,
+        "message": job.message,
+        "progress_at": isoformat(job.progress_at),
+        "project_id": job.project_id,
+        "created_at": isoformat(job.created_at),
+        "updated_at": isoformat(job.updated_at),
+        "finished_at": isoformat(job.finished_at),
+        "cancel_requested": job.cancel_requested_at is not None,
+        "error": {"reason": job.error_reason, "message": job.error_message} if job.error_reason else None,
+        "working_video": {"id": video.pk, "url": video.get_media_url()} if video else None,
+    }

@@ -1,0 +1,517 @@
+"""
+Business rules of exports: start, reconcile, finalize, cancel, retry, dismiss, delete.
+
+Every state change is a conditional UPDATE whose row count decides the winner
+(or happens under select_for_update in a transaction), is recorded as an
+ExportJobEvent in the same transaction, and is broadcast to the owner after
+commit by whoever won. Slow I/O (the executor, the object store) never happens
+inside a transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from modal_jobs.backends import store_from_settings
+from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, clip_ids, validate_params
+from modal_jobs.store import job_key
+from projects.models import Clip, Project
+
+from . import records
+from .broadcast import broadcast_job_on_commit
+from .executor import Budget, get_executor
+from .models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    ErrorReason,
+    ExportJob,
+    ExportJobEvent,
+    ExportStatus,
+    Trigger,
+    WorkingVideo,
+)
+
+logger = logging.getLogger(__name__)
+Event = ExportJobEvent.Kind
+
+ALLOWED_SOURCES = {
+    ExportStatus.PROCESSING: (ExportStatus.PENDING,),
+    ExportStatus.COMPLETE: ACTIVE_STATUSES,
+    ExportStatus.ERROR: ACTIVE_STATUSES,
+    ExportStatus.CANCELLED: ACTIVE_STATUSES,
+}
+PROGRESS_MILESTONES = (25, 50, 75)
+
+
+class ExportRefused(Exception):
+    """The request cannot be honoured; the message is meant for the user."""
+
+
+class AlreadyRunning(ExportRefused):
+    def __init__(self, job: ExportJob):
+        self.job = job
+        super().__init__(f"A {job.get_kind_display()} export is already running for this project.")
+
+
+class TooManyExports(ExportRefused):
+    pass
+
+
+class NotRetryable(ExportRefused):
+    pass
+
+
+class ClipInUse(ExportRefused):
+    pass
+
+
+class Outcome(enum.StrEnum):
+    """What one reconciliation did (or, in a dry run, would do)."""
+
+    TERMINAL = "terminal"
+    UNCHANGED = "unchanged"
+    PROGRESSED = "progressed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    UNAVAILABLE = "unavailable"
+
+
+# Events and transitions
+
+
+def record_event(job, kind, *, trigger, message: str = "", data: dict | None = None, actor=None) -> None:
+    ExportJobEvent.objects.create(
+        job_id=job.pk, kind=kind, trigger=trigger, message=message, data=data or {}, actor=actor
+    )
+
+
+def transition(job: ExportJob, status, *, trigger, event, message: str = "", actor=None, **fields) -> bool:
+    """Move the job to `status` if it is still in an allowed source status; return whether this call did it."""
+    now = timezone.now()
+    values = {"status": status, "updated_at": now, **fields}
+    if status in TERMINAL_STATUSES:
+        values.setdefault("finished_at", now)
+    with transaction.atomic():
+        changed = ExportJob.objects.filter(pk=job.pk, status__in=ALLOWED_SOURCES[status]).update(**values)
+        if changed:
+            record_event(job, event, trigger=trigger, message=message, actor=actor)
+            broadcast_job_on_commit(job.pk)
+    if changed:
+        for name, value in values.items():
+            setattr(job, name, value)
+    return bool(changed)
+
+
+def fail(job: ExportJob, reason: ErrorReason, message: str, *, trigger, actor=None) -> bool:
+    return transition(
+        job,
+        ExportStatus.ERROR,
+        trigger=trigger,
+        event=Event.FAILED,
+        message=f"{reason.label}: {message}",
+        actor=actor,
+        error_reason=reason,
+        error_message=message[:2000],
+    )
+
+
+# Starting
+
+
+def clip_facts(project: Project, kind: str, params) -> dict[int, ClipFacts]:
+    wanted = clip_ids(kind, params) if isinstance(params, dict) else []
+    clips = Clip.objects.filter(project=project, pk__in=wanted)
+    return {
+        clip.pk: ClipFacts(duration=clip.duration, width=clip.width, height=clip.height, has_audio=clip.has_audio)
+        for clip in clips
+    }
+
+
+def build_payload(job: ExportJob) -> dict:
+    clips = Clip.objects.filter(project_id=job.project_id, pk__in=clip_ids(job.kind, job.params))
+    return {
+        "schema_version": PAYLOAD_SCHEMA_VERSION,
+        "job_id": str(job.pk),
+        "kind": job.kind,
+        "params": job.params,
+        "inputs": {
+            str(clip.pk): {
+                "key": clip.media.name,
+                "duration": clip.duration,
+                "width": clip.width,
+                "height": clip.height,
+                "has_audio": clip.has_audio,
+            }
+            for clip in clips
+        },
+    }
+
+
+def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.VIEW) -> ExportJob:
+    """
+    Create the job (pending), spawn it and store its call id (processing).
+
+    Raises InvalidParams (nothing created), AlreadyRunning (the active job of
+    this project and kind: the database refuses a second one, so concurrent
+    starts spawn once) or TooManyExports. Only a definite refusal is
+    spawn_failed; an executor that does not answer leaves the job pending, and
+    reconciliation adopts the call id from the worker's first progress record.
+    """
+    validated = validate_params(kind, params, clip_facts(project, kind, params))
+    try:
+        with transaction.atomic():
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()  # serialize the cap check
+            if ExportJob.objects.owned_by(owner).active().count() >= settings.EXPORTS_MAX_ACTIVE_PER_USER:
+                raise TooManyExports(
+                    f"You already have {settings.EXPORTS_MAX_ACTIVE_PER_USER} exports running; "
+                    "wait for one to finish or cancel one."
+                )
+            job = ExportJob.objects.create(
+                owner=owner,
+                project=project,
+                kind=kind,
+                params=validated.model_dump(mode="json"),
+                backend=settings.EXPORTS_BACKEND,
+            )
+            record_event(job, Event.CREATED, trigger=trigger)
+            broadcast_job_on_commit(job.pk)
+    except IntegrityError:
+        existing = ExportJob.objects.active().filter(project=project, kind=kind).first()
+        if existing is None:  # it finished in between: a real integrity problem
+            raise
+        raise AlreadyRunning(existing) from None
+
+    try:
+        call_id = get_executor().spawn(kind, build_payload(job))
+    except SpawnRefused as error:
+        fail(job, ErrorReason.SPAWN_FAILED, str(error), trigger=trigger)
+    except ExecutorUnavailable as error:
+        logger.warning("Spawn of job %s not confirmed: %s", job.pk, error)
+        with transaction.atomic():
+            record_event(job, Event.SPAWN_UNCONFIRMED, trigger=trigger, message=str(error))
+    else:
+        transition(
+            job,
+            ExportStatus.PROCESSING,
+            trigger=trigger,
+            event=Event.SPAWNED,
+            message=call_id,
+            modal_call_id=call_id,
+            started_at=timezone.now(),
+        )
+    job.refresh_from_db()
+    return job
+
+
+# Reconciling
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the executor's answer (and the stored result) mean for the job."""
+
+    outcome: Outcome
+    result: dict | None = None
+    reason: ErrorReason | None = None
+    message: str = ""
+
+
+def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now) -> Decision:
+    """Map the executor's answer to an outcome; pure, so the command's dry run uses it as is."""
+    status = state.status
+    if status is CallStatus.RUNNING:
+        return Decision(Outcome.UNCHANGED)
+    if status is CallStatus.SUCCEEDED:
+        return Decision(Outcome.COMPLETED, result=state.result)
+    if status is CallStatus.FAILED:
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=state.message)
+    if status is CallStatus.TERMINATED:
+        if job.cancel_requested_at:
+            return Decision(Outcome.CANCELLED, message="Cancelled.")
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message="Stopped by the executor.")
+    if status is CallStatus.TIMED_OUT:
+        return Decision(Outcome.TIMED_OUT, reason=ErrorReason.TIMED_OUT, message=state.message or "Time limit hit.")
+    # EXPIRED or UNKNOWN: the executor cannot vouch for the call; the stored result decides.
+    if stored_result is not None:
+        if stored_result["status"] == "success":
+            return Decision(Outcome.COMPLETED, result=stored_result)
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=str(stored_result.get("message", "")))
+    if is_stale(job, now=now):
+        return Decision(Outcome.LOST, reason=ErrorReason.LOST, message=lost_message(job, state))
+    return Decision(Outcome.UNCHANGED)
+
+
+def is_stale(job: ExportJob, *, now) -> bool:
+    last_sign_of_life = job.heartbeat_seen_at or job.started_at or job.created_at
+    return now - last_sign_of_life > timedelta(minutes=settings.EXPORTS_STALE_WINDOW_MINUTES)
+
+
+def lost_message(job: ExportJob, state: CallState | None) -> str:
+    window = f"{settings.EXPORTS_STALE_WINDOW_MINUTES:g} minutes"
+    if state is None:
+        return f"The export never started: no call id and no progress for {window}."
+    return (
+        f"The executor no longer knows this call ({state.status}), there is no result, and no heartbeat for {window}."
+    )
+
+
+def reconcile_job(job: ExportJob, *, trigger, budget: Budget | None = None, dry_run: bool = False, now=None) -> Outcome:
+    """
+    Bring the job's row in line with its worker and its executor call; see DESIGN.md, "The one mechanism".
+
+    The progress read and the executor check are each claimed with a
+    conditional update on their own checked-at time, so however many viewers
+    look, each is done about once per interval. A dry run claims nothing and
+    writes nothing; it reports what a real run would do.
+    """
+    if job.status in TERMINAL_STATUSES:
+        return Outcome.TERMINAL
+    now = now or timezone.now()
+    progressed = False
+    if dry_run or _claim(job, "progress_checked_at", settings.EXPORTS_PROGRESS_INTERVAL_SECONDS, now):
+        progressed = _read_progress(job, trigger=trigger, budget=budget, now=now, dry_run=dry_run)
+    if not (dry_run or _claim(job, "executor_checked_at", settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS, now)):
+        return Outcome.PROGRESSED if progressed else Outcome.UNCHANGED
+
+    if not job.modal_call_id:
+        if not is_stale(job, now=now):
+            return Outcome.PROGRESSED if progressed else Outcome.UNCHANGED
+        if job.cancel_requested_at:
+            decision = Decision(Outcome.CANCELLED, message="Cancelled before it started.")
+        else:
+            decision = Decision(Outcome.LOST, reason=ErrorReason.LOST, message=lost_message(job, None))
+    else:
+        try:
+            state = get_executor().poll(job.modal_call_id, budget=budget)
+        except ExecutorUnavailable as error:
+            logger.info("Executor unavailable for job %s (%s): %s", job.pk, job.modal_call_id, error)
+            return Outcome.UNAVAILABLE
+        stored = None
+        if state.status in (CallStatus.EXPIRED, CallStatus.UNKNOWN):
+            stored = records.read_result(job.pk)
+        decision = decide(job, state, stored_result=stored, now=now)
+        if state.status is CallStatus.RUNNING and job.cancel_requested_at and not dry_run:
+            _send_cancel(job, budget=budget)  # the first cancel may not have reached the executor
+    if dry_run or decision.outcome is Outcome.UNCHANGED:
+        return Outcome.PROGRESSED if progressed and decision.outcome is Outcome.UNCHANGED else decision.outcome
+    return _apply(job, decision, trigger=trigger)
+
+
+def _claim(job: ExportJob, field: str, interval_seconds: float, now) -> bool:
+    cutoff = now - timedelta(seconds=interval_seconds)
+    due = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": cutoff})
+    return ExportJob.objects.filter(due, pk=job.pk, status__in=ACTIVE_STATUSES).update(**{field: now}) == 1
+
+
+def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bool:
+    """Store the worker's latest record on the row if it changed; adopt its call id if we have none."""
+    record = records.read_progress(job.pk)
+    if record is None or record.worker_time is None:
+        return False
+    if dry_run:
+        return record.worker_time != job.progress_at
+    adopted = False
+    if not job.modal_call_id and record.call_id:
+        adopted = _adopt_call_id(job, record.call_id, trigger=trigger, now=now)
+    if record.worker_time == job.progress_at:
+        return adopted
+    shown = min(record.percent, 99)  # 100 only once finalized
+    changed = (
+        ExportJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES)
+        .exclude(progress_at=record.worker_time)
+        .update(
+            progress=Greatest(F("progress"), shown),
+            stage=record.stage,
+            message=record.message,
+            progress_at=record.worker_time,
+            heartbeat_seen_at=now,
+            updated_at=now,
+        )
+    )
+    if not changed:
+        return adopted
+    crossed = [mark for mark in PROGRESS_MILESTONES if job.progress < mark <= shown]
+    if crossed:
+        record_event(job, Event.PROGRESS, trigger=trigger, message=f"{crossed[-1]} %", data={"percent": shown})
+    broadcast_job_on_commit(job.pk)
+    job.progress = max(job.progress, shown)
+    job.stage, job.message = record.stage, record.message
+    job.progress_at, job.heartbeat_seen_at = record.worker_time, now
+    if adopted and job.cancel_requested_at:
+        _send_cancel(job, budget=budget)
+    return True
+
+
+def _adopt_call_id(job: ExportJob, call_id: str, *, trigger, now) -> bool:
+    adopted = transition(
+        job,
+        ExportStatus.PROCESSING,
+        trigger=trigger,
+        event=Event.CALL_ID_ADOPTED,
+        message=call_id,
+        modal_call_id=call_id,
+        started_at=now,
+    )
+    if not adopted:
+        job.refresh_from_db(fields=["modal_call_id", "status"])
+    return adopted
+
+
+def _send_cancel(job: ExportJob, *, budget) -> None:
+    try:
+        get_executor().cancel(job.modal_call_id, budget=budget)
+    except ExecutorUnavailable as error:
+        logger.info("Cancel of job %s not delivered yet: %s", job.pk, error)
+
+
+def _apply(job: ExportJob, decision: Decision, *, trigger) -> Outcome:
+    if decision.outcome is Outcome.COMPLETED:
+        return finalize(job, decision.result, trigger=trigger)
+    if decision.outcome is Outcome.CANCELLED:
+        done = transition(job, ExportStatus.CANCELLED, trigger=trigger, event=Event.CANCELLED, message=decision.message)
+    else:
+        done = fail(job, decision.reason, decision.message, trigger=trigger)
+    if done and job.project.deleted_at:
+        purge_project_if_idle(job.project)
+    return decision.outcome if done else Outcome.UNCHANGED
+
+
+def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
+    """Create the WorkingVideo and complete the job, exactly once, whoever else is trying at the same time."""
+    expected_key = job_key(str(job.pk), "output.mp4")
+    if result.get("output_key") != expected_key or store_from_settings().size(expected_key) is None:
+        done = fail(job, ErrorReason.FAILED, "The worker reported success but its output is missing.", trigger=trigger)
+        return Outcome.FAILED if done else Outcome.UNCHANGED
+    try:
+        with transaction.atomic():
+            locked = ExportJob.objects.select_for_update().get(pk=job.pk)
+            if locked.status not in ACTIVE_STATUSES:
+                return Outcome.UNCHANGED
+            WorkingVideo.objects.create(
+                project_id=locked.project_id,
+                export_job=locked,
+                media=expected_key,
+                duration=float(result["duration"]),
+                width=int(result["width"]),
+                height=int(result["height"]),
+                size=int(result["size"]),
+            )
+            message = "Export complete."
+            if locked.cancel_requested_at:
+                message = "The export finished before the cancel reached it."
+            transition(
+                locked,
+                ExportStatus.COMPLETE,
+                trigger=trigger,
+                event=Event.COMPLETED,
+                message=message,
+                progress=100,
+                stage="done",
+            )
+    except IntegrityError:
+        return Outcome.UNCHANGED  # another reconciliation created the WorkingVideo first
+    job.refresh_from_db()
+    return Outcome.COMPLETED
+
+
+# The user's other actions
+
+
+def cancel_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None, budget: Budget | None = None) -> ExportJob:
+    """Record the cancel request and ask the executor; the job is cancelled once the executor confirms."""
+    now = timezone.now()
+    with transaction.atomic():
+        requested = ExportJob.objects.filter(
+            pk=job.pk, status__in=ACTIVE_STATUSES, cancel_requested_at__isnull=True
+        ).update(cancel_requested_at=now, updated_at=now)
+        if requested:
+            record_event(job, Event.CANCEL_REQUESTED, trigger=trigger, actor=actor)
+            broadcast_job_on_commit(job.pk)
+    job.refresh_from_db()
+    if job.is_active and job.modal_call_id:
+        _send_cancel(job, budget=budget)
+    return job
+
+
+def retry_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None) -> ExportJob:
+    if job.status not in (ExportStatus.ERROR, ExportStatus.CANCELLED):
+        raise NotRetryable("Only failed or cancelled exports can be retried.")
+    new_job = start_export(owner=job.owner, project=job.project, kind=job.kind, params=job.params, trigger=trigger)
+    with transaction.atomic():
+        record_event(job, Event.RETRIED, trigger=trigger, actor=actor, data={"new_job_id": str(new_job.pk)})
+    return new_job
+
+
+def dismiss_export(job: ExportJob, *, trigger=Trigger.VIEW) -> ExportJob:
+    now = timezone.now()
+    with transaction.atomic():
+        dismissed = ExportJob.objects.filter(pk=job.pk, status__in=TERMINAL_STATUSES, dismissed_at__isnull=True).update(
+            dismissed_at=now, updated_at=now
+        )
+        if dismissed:
+            record_event(job, Event.DISMISSED, trigger=trigger)
+            broadcast_job_on_commit(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def delete_clip(clip: Clip) -> None:
+    """Delete a clip unless an active export reads it."""
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=clip.project_id).exists()
+        for job in ExportJob.objects.active().filter(project_id=clip.project_id):
+            if clip.pk in clip_ids(job.kind, job.params):
+                raise ClipInUse(f"“{clip}” is used by a running {job.get_kind_display()} export; cancel it first.")
+        key = clip.media.name
+        storage = clip.media.storage
+        clip.delete()
+        transaction.on_commit(lambda: storage.delete(key), robust=True)
+
+
+def delete_project(project: Project, *, trigger=Trigger.VIEW) -> None:
+    """Hide the project at once, cancel its exports, and purge it once they have all stopped."""
+    Project.objects.filter(pk=project.pk, deleted_at__isnull=True).update(deleted_at=timezone.now())
+    project.refresh_from_db()
+    for job in ExportJob.objects.active().filter(project=project):
+        cancel_export(job, trigger=trigger)
+    purge_project_if_idle(project)
+
+
+def purge_project_if_idle(project: Project) -> bool:
+    """Delete a deleted project's rows and stored objects once none of its exports is active."""
+    if project.deleted_at is None or ExportJob.objects.active().filter(project=project).exists():
+        return False
+    store = store_from_settings()
+    keys = [clip.media.name for clip in project.clips.all()]
+    for job_id in ExportJob.objects.filter(project=project).values_list("pk", flat=True):
+        keys += [job_key(str(job_id), name) for name in ("progress.json", "progress.log", "result.json", "output.mp4")]
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk, deleted_at__isnull=False).delete()
+    for key in keys:
+        store.delete(key)
+    return True
+
+
+def purge_deleted_projects() -> int:
+    return sum(purge_project_if_idle(project) for project in Project.objects.deleted())
+
+
+def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:
+    """The lazy check behind pages and the API: the user's active jobs, within one request's executor budget."""
+    budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
+    for job in ExportJob.objects.owned_by(owner).active().select_related("project"):
+        reconcile_job(job, trigger=trigger, budget=budget)

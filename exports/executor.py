@@ -103,7 +103,7 @@ class GuardedExecutor:
             self._consecutive_failures += 1
             if self._consecutive_failures >= self.failure_threshold:
                 self._open_until = time.monotonic() + self.cooldown_seconds
-                logger.warning("Executor circuit breaker open for %.0f s", self.cooldown_seconds)
+                logger.warning("Executor circuit breaker open for %.1f s", self.cooldown_seconds)
 
 
 _executor: GuardedExecutor | None = None

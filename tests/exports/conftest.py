@@ -1,8 +1,14 @@
-import time
-
 import pytest
 
 from exports.executor import use_backend
+from modal_jobs.backends import get_backend
+from modal_jobs.media import generate_test_clip
+from projects import services as project_services
+
+from ..faults import FaultInjectingBackend
+from ..processes import kill_all_workers, wait_for
+
+__all__ = ["wait_for"]
 
 
 @pytest.fixture(autouse=True)
@@ -20,11 +26,27 @@ def eager_checks(settings):
     settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 0
 
 
-def wait_until(predicate, *, timeout=60.0, step=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+@pytest.fixture
+def executor(settings, tmp_path):
+    """The real LocalBackend (its own folder per test) behind the fault-injecting wrapper, as the app's executor."""
+    settings.LOCAL_EXECUTOR_DIR = tmp_path / "executor"
+    settings.EXPORTS_BREAKER_COOLDOWN_SECONDS = 0.5
+    wrapper = FaultInjectingBackend(get_backend())
+    use_backend(wrapper)
+    yield wrapper
+    wrapper.release()
+    kill_all_workers(settings.LOCAL_EXECUTOR_DIR)
+
+
+@pytest.fixture(scope="session")
+def long_video_path(media_dir):
+    path = media_dir / "long.mp4"
+    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=10, width=1280, height=720)
+    return path
+
+
+@pytest.fixture
+def long_clip(project, long_video_path, monkeypatch):
+    """A clip whose export takes half a minute here (x264's slowest preset), long enough to act mid-way."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    return project_services.add_clip(project=project, path=str(long_video_path), original_name="long.mp4")

@@ -19,48 +19,14 @@ from modal_jobs.executors import CallStatus, SpawnRefused
 from modal_jobs.local_backend import LocalBackend
 from modal_jobs.media import generate_test_clip, probe
 
+from ..processes import command_names, group_members, kill_all_workers, wait_for
 from .conftest import add_input, make_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(predicate, *, timeout=60.0, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def poll_until_final(backend, call_id, timeout=120.0):
     return wait_for(lambda: (state := backend.poll(call_id)).is_final and state, timeout=timeout, what="a final state")
-
-
-def group_members(process_group: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == process_group:
-            members.append(int(entry.name))
-    return members
-
-
-def command_names(pids: list[int]) -> list[str]:
-    names = []
-    for pid in pids:
-        try:
-            names.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode())
-        except OSError:
-            pass
-    return names
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +49,7 @@ def make_backend(tmp_path, store):
 
     yield make
     for backend in backends:  # never leave workers behind, whatever the test did
-        for started_file in (backend.root / "calls").glob("*/started.json"):
-            worker_group = json.loads(started_file.read_text())["worker_pgid"]
-            if group_members(worker_group):
-                os.killpg(worker_group, signal.SIGKILL)
+        kill_all_workers(backend.root)
 
 
 @pytest.fixture

@@ -39,9 +39,7 @@ def s3_storage(settings, s3_endpoint):
     return bucket
 
 
-def test_the_owner_is_redirected_to_a_presigned_url_that_serves_the_clip(
-    s3_storage, owner_client, project, video_path
-):
+def test_the_owner_is_redirected_to_a_presigned_url_that_serves_the_clip(s3_storage, owner_client, project, video_path):
     clip = services.add_clip(project=project, path=str(video_path), original_name="goal.mp4")
     assert clip.media.storage.__class__.__name__ == "S3Storage"
 

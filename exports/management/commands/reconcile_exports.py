@@ -1,0 +1,126 @@
+"""Reconcile every active export with its executor: cron-friendly, idempotent, the same reconcile_job as views."""
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.utils import timezone
+
+from exports import services
+from exports.models import ExportJob, Trigger
+from exports.services import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+CRASHED = "crashed"
+
+
+def reconcile_one(job_id, *, dry_run: bool) -> str:
+    job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is None:
+        return Outcome.TERMINAL
+    try:
+        return services.reconcile_job(job, trigger=Trigger.COMMAND, dry_run=dry_run)
+    except Exception:
+        logger.exception("Reconciling job %s crashed", job_id)
+        return CRASHED
+
+
+def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
+    """Reconcile the jobs on `concurrency` threads, each taking the next job until none is left."""
+    pending = queue.SimpleQueue()
+    for job_id in job_ids:
+        pending.put(job_id)
+    outcomes = Counter()
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            while True:
+                try:
+                    job_id = pending.get_nowait()
+                except queue.Empty:
+                    return
+                outcome = reconcile_one(job_id, dry_run=dry_run)
+                with lock:
+                    outcomes[outcome] += 1
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=work, name=f"reconcile-{n}") for n in range(min(concurrency, len(job_ids)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+class Command(BaseCommand):
+    help = "Check every active export against its executor and the worker's records; finalize what finished."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--concurrency", type=int, default=8, help="Jobs checked at once (default 8).")
+        parser.add_argument("--dry-run", action="store_true", help="Report what would change; change nothing.")
+        parser.add_argument("--user", help="Only this username's jobs.")
+        parser.add_argument("--job", action="append", default=[], help="Only this job id (repeatable).")
+        parser.add_argument("--older-than", type=float, metavar="MINUTES", help="Only jobs created before.")
+        parser.add_argument("--limit", type=int, help="Check at most this many jobs (oldest first).")
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+
+    def handle(self, *args, **options):
+        if options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1.")
+        started = time.monotonic()
+        job_ids = self.select_jobs(options)
+        outcomes = reconcile_all(job_ids, concurrency=options["concurrency"], dry_run=options["dry_run"])
+        purged = 0 if options["dry_run"] else services.purge_deleted_projects()
+        summary = {
+            "checked": len(job_ids),
+            "seconds": round(time.monotonic() - started, 3),
+            "dry_run": options["dry_run"],
+            "outcomes": {str(outcome): count for outcome, count in sorted(outcomes.items())},
+            "purged_projects": purged,
+        }
+        self.report(summary, as_json=options["json"])
+        if outcomes[CRASHED]:
+            raise CommandError(f"Reconciling {outcomes[CRASHED]} job(s) crashed; see the log.")
+        if outcomes[Outcome.UNAVAILABLE]:
+            raise CommandError(f"The executor was unavailable for {outcomes[Outcome.UNAVAILABLE]} job(s).")
+
+    def select_jobs(self, options) -> list:
+        jobs = ExportJob.objects.active().order_by("created_at")
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"No user named {options['user']!r}.")
+            jobs = jobs.filter(owner=user)
+        if options["job"]:
+            try:
+                jobs = jobs.filter(pk__in=[uuid.UUID(value) for value in options["job"]])
+            except ValueError:
+                raise CommandError("--job takes export job ids (UUIDs).") from None
+        if options["older_than"] is not None:
+            jobs = jobs.filter(created_at__lt=timezone.now() - timedelta(minutes=options["older_than"]))
+        if options["limit"]:
+            jobs = jobs[: options["limit"]]
+        return list(jobs.values_list("pk", flat=True))
+
+    def report(self, summary: dict, *, as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(summary))
+            return
+        verb = "Would reconcile" if summary["dry_run"] else "Reconciled"
+        self.stdout.write(f"{verb} {summary['checked']} active export(s) in {summary['seconds']:.1f} s")
+        for outcome, count in summary["outcomes"].items():
+            self.stdout.write(f"  {outcome:<12} {count}")
+        if summary["purged_projects"]:
+            self.stdout.write(f"  purged {summary['purged_projects']} deleted project(s)")

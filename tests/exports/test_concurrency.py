@@ -1,0 +1,99 @@
+"""
+Races that must end with exactly one winner, on SQLite and again on PostgreSQL:
+twenty reconciliations of one finished call, twenty starts of one export.
+"""
+
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from exports import services
+from exports.broadcast import user_group
+from exports.models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
+from modal_jobs.executors import CallStatus
+
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
+
+RACERS = 20
+
+
+def race(function, count=RACERS):
+    """Run `function` in `count` threads released at the same instant; return results or exceptions."""
+    barrier = threading.Barrier(count)
+    results = [None] * count
+
+    def run(index):
+        try:
+            barrier.wait()
+            results[index] = function()
+        except Exception as error:  # collected and asserted on by the test
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def drain(channel_name):
+    layer = get_channel_layer()
+    messages = []
+
+    async def receive_all():
+        import asyncio
+
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(layer.receive(channel_name), timeout=0.3))
+            except TimeoutError:
+                return
+
+    async_to_sync(receive_all)()
+    return messages
+
+
+def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(executor, project, clip, eager_checks):
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(project.owner_id), channel)
+
+    outcomes = race(
+        lambda: services.reconcile_job(
+            ExportJob.objects.select_related("project").get(pk=job.pk), trigger=Trigger.COMMAND
+        )
+    )
+
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
+    assert outcomes.count(services.Outcome.COMPLETED) == 1
+    assert WorkingVideo.objects.filter(export_job_id=job.pk).count() == 1
+    assert ExportJobEvent.objects.filter(job_id=job.pk, kind="completed").count() == 1
+    completions = [message for message in drain(channel) if message["job"]["status"] == "complete"]
+    assert len(completions) == 1
+    assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
+
+
+def test_twenty_concurrent_starts_spawn_once(executor, project, clip):
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+
+    results = race(
+        lambda: services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    )
+
+    created = [result for result in results if isinstance(result, ExportJob)]
+    refused = [result for result in results if isinstance(result, services.AlreadyRunning)]
+    assert len(created) == 1 and len(refused) == RACERS - 1, results
+    assert {error.job.pk for error in refused} == {created[0].pk}
+    assert executor.calls["spawn"] == 1
+    assert ExportJob.objects.filter(project=project).count() == 1

@@ -1,0 +1,65 @@
+"""An unavailable or hanging executor changes nothing, costs a request about a second, and opens the breaker."""
+
+import time
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from exports import services
+from exports.executor import get_executor
+from exports.models import ExportJob, ExportStatus, WorkingVideo
+
+from .conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def start(project, clip):
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    return services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+
+
+def snapshot(job):
+    """What an outage must not change (progress may still move: it comes from the store, not the executor)."""
+    return ExportJob.objects.filter(pk=job.pk).values("status", "error_reason", "modal_call_id", "finished_at").get()
+
+
+@pytest.mark.parametrize("fault", ["down", "hang"])
+def test_an_outage_changes_nothing_and_requests_stay_fast_then_jobs_resolve(
+    fault, executor, owner_client, project, clip, eager_checks
+):
+    job = start(project, clip)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).is_final, what="the call to finish")
+    executor.fault = fault
+    before = snapshot(job)
+    url = reverse("exports:api_detail", args=[job.pk])
+
+    for _ in range(4):
+        started = time.monotonic()
+        response = owner_client.get(url)
+        assert time.monotonic() - started < 5
+        assert response.status_code == 200
+        assert response.json()["job"]["status"] == "processing"
+    assert get_executor().breaker_open
+    assert snapshot(job) == before
+    assert not WorkingVideo.objects.filter(export_job=job).exists()
+
+    with pytest.raises(CommandError, match="unavailable for 1 job"):
+        call_command("reconcile_exports", "--concurrency", "1", stdout=open("/dev/null", "w"))
+    assert snapshot(job) == before
+
+    executor.release()
+    time.sleep(0.6)  # the breaker's cooldown in these tests
+    wait_for(lambda: owner_client.get(url).json()["job"]["status"] == "complete", what="the job to resolve")
+    assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
+
+
+def test_the_breaker_fails_fast_while_open(executor, project, clip, eager_checks):
+    job = start(project, clip)
+    executor.fault = "down"
+    for _ in range(3):
+        services.reconcile_job(job, trigger="view")
+    calls = executor.calls["poll"]
+    assert services.reconcile_job(job, trigger="view") is services.Outcome.UNAVAILABLE
+    assert executor.calls["poll"] == calls  # not even asked

@@ -1,0 +1,144 @@
+"""manage.py reconcile_exports: the same reconcile_job for every active job, bounded cost, an honest dry run."""
+
+import io
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db.backends.signals import connection_created
+from django.utils import timezone
+
+from exports import services
+from exports.models import ExportJob, ExportJobEvent, ExportKind, ExportStatus, WorkingVideo
+from modal_jobs.executors import CallStatus
+from projects.models import Project
+
+from ..factories import ExportJobFactory, ProjectFactory
+from .conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(*arguments):
+    output = io.StringIO()
+    call_command("reconcile_exports", *arguments, stdout=output)
+    return output.getvalue()
+
+
+def database_state():
+    return (
+        list(ExportJob.objects.order_by("pk").values()),
+        list(ExportJobEvent.objects.order_by("pk").values()),
+        list(WorkingVideo.objects.order_by("pk").values()),
+    )
+
+
+def unknown_call_id():
+    return f"local-{uuid.uuid4().hex}"
+
+
+def test_it_finalizes_what_finished_and_summarizes_by_outcome(executor, project, clip, eager_checks):
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    finished = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(finished.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    lost = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
+    ExportJob.objects.filter(pk=lost.pk).update(heartbeat_seen_at=timezone.now() - timedelta(hours=2))
+
+    summary = json.loads(run("--json"))
+
+    assert summary["checked"] == 2
+    assert summary["outcomes"] == {"completed": 1, "lost": 1}
+    assert ExportJob.objects.get(pk=finished.pk).status == ExportStatus.COMPLETE
+    assert run().startswith("Reconciled 0 active export(s)")
+
+
+def test_a_dry_run_reports_but_changes_no_row_event_or_broadcast(executor, project, clip, eager_checks):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from exports.broadcast import user_group
+
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(user_group(project.owner_id), channel)
+    before = database_state()
+
+    output = run("--dry-run")
+
+    assert output.splitlines()[0].startswith("Would reconcile 1 active export(s)")
+    assert "completed    1" in output
+    assert database_state() == before
+
+    async def nothing_received():
+        import asyncio
+
+        try:
+            await asyncio.wait_for(layer.receive(channel), timeout=0.3)
+        except TimeoutError:
+            return True
+        return False
+
+    assert async_to_sync(nothing_received)()
+
+
+def test_filters_select_jobs_by_user_id_and_age(executor, eager_checks):
+    mine = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
+    theirs = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
+    assert json.loads(run("--json", "--user", mine.owner.username))["checked"] == 1
+    assert json.loads(run("--json", "--job", str(theirs.pk)))["checked"] == 1
+    assert json.loads(run("--json", "--older-than", "5"))["checked"] == 0
+    assert json.loads(run("--json", "--limit", "1"))["checked"] == 1
+    with pytest.raises(CommandError, match="No user named"):
+        run("--user", "nobody")
+    with pytest.raises(CommandError, match="UUIDs"):
+        run("--job", "42")
+
+
+@pytest.mark.database
+def test_the_cost_per_job_is_bounded_and_counted_in_every_thread(executor, eager_checks):
+    """1,000 active jobs: the queries each costs, counted on every connection the command's threads open."""
+    owner = ProjectFactory().owner
+    projects = Project.objects.bulk_create([Project(owner=owner, name=f"P{number}") for number in range(334)])
+    kinds = list(ExportKind)
+    jobs = [
+        ExportJob(
+            owner=owner,
+            project=projects[number // 3],
+            kind=kinds[number % 3],
+            backend="local",
+            status=ExportStatus.PROCESSING,
+            modal_call_id=unknown_call_id(),
+            heartbeat_seen_at=timezone.now(),
+        )
+        for number in range(1000)
+    ]
+    ExportJob.objects.bulk_create(jobs)
+    ExportJobFactory(status=ExportStatus.COMPLETE, progress=100)  # history is not looked at
+    counter = {"queries": 0}
+    lock = threading.Lock()
+
+    def count(execute, sql, params, many, context):
+        with lock:
+            counter["queries"] += 1
+        return execute(sql, params, many, context)
+
+    def instrument(sender, connection, **kwargs):
+        if count not in connection.execute_wrappers:
+            connection.execute_wrappers.append(count)
+
+    connection_created.connect(instrument)
+    try:
+        summary = json.loads(run("--json", "--concurrency", "8"))
+    finally:
+        connection_created.disconnect(instrument)
+
+    assert summary["checked"] == 1000
+    assert summary["outcomes"] == {"unchanged": 1000}
+    print(f"queries per job: {counter['queries'] / 1000:.2f}")
+    assert counter["queries"] / 1000 <= 5, counter

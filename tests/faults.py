@@ -1,0 +1,52 @@
+"""
+A thin fault-injecting wrapper around the real LocalBackend: the executor down,
+hanging, slow, or losing the reply to a spawn that did happen.
+"""
+
+import threading
+import time
+from collections import Counter
+
+from modal_jobs.executors import ExecutorUnavailable, SpawnRefused
+
+
+class FaultInjectingBackend:
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.fault: str | None = None  # None, "down", "hang", "slow", "lose_spawn_reply", "refuse_spawn"
+        self.delay_seconds = 0.0
+        self.calls = Counter()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """End every injected hang (so test teardown leaves no thread sleeping)."""
+        self.fault = None
+        self._released.set()
+
+    def _inject(self, operation: str) -> None:
+        self.calls[operation] += 1
+        if self.fault == "down":
+            raise ExecutorUnavailable("injected: the executor is down")
+        if self.fault == "hang":
+            self._released.wait(60)
+            raise ExecutorUnavailable("injected: the executor hung for 60 s")
+        if self.fault == "slow":
+            time.sleep(self.delay_seconds)
+
+    def spawn(self, kind, payload):
+        self._inject("spawn")
+        if self.fault == "refuse_spawn":
+            raise SpawnRefused("injected: the function is not deployed")
+        call_id = self.inner.spawn(kind, payload)
+        if self.fault == "lose_spawn_reply":
+            raise ExecutorUnavailable("injected: the spawn happened but its reply was lost")
+        return call_id
+
+    def poll(self, call_id):
+        self._inject("poll")
+        return self.inner.poll(call_id)
+
+    def cancel(self, call_id):
+        self._inject("cancel")
+        return self.inner.cancel(call_id)

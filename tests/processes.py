@@ -1,0 +1,56 @@
+"""Helpers to see and stop the processes the local executor starts."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def wait_for(predicate, *, timeout=60.0, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def group_members(process_group: int) -> list[int]:
+    """Live (non-zombie) processes in a process group, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z" and int(fields[2]) == process_group:
+            members.append(int(entry.name))
+    return members
+
+
+def command_names(pids: list[int]) -> list[str]:
+    names = []
+    for pid in pids:
+        try:
+            names.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode())
+        except OSError:
+            pass
+    return names
+
+
+def kill_all_workers(executor_root: Path) -> None:
+    """Stop every worker a local executor started (test teardown)."""
+    for queued in (executor_root / "queued").glob("*"):
+        queued.unlink(missing_ok=True)
+    for started_file in (executor_root / "calls").glob("*/started.json"):
+        worker_group = json.loads(started_file.read_text())["worker_pgid"]
+        if group_members(worker_group):
+            try:
+                os.killpg(worker_group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,125 @@
+"""Run the app as `make run` does (migrate, seed, daphne) in a throwaway DATA_DIR, and talk to it over HTTP."""
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppServer:
+    """One daphne serving the app from `data_dir`; can be killed and started again on the same data."""
+
+    def __init__(self, data_dir: Path, **environment: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.environment = {
+            **{key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}},
+            "DATA_DIR": str(data_dir),
+            "DEBUG": "true",
+            **environment,
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *arguments: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *arguments],
+            cwd=ROOT,
+            env=self.environment,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+
+    def prepare_demo(self, *, clip_seconds: float = 1, width: int = 320, height: int = 180) -> None:
+        self.manage("migrate", "--no-input")
+        size = ["--width", str(width), "--height", str(height)]
+        self.manage("seed_demo", "--clip-seconds", str(clip_seconds), *size)
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "exports_project.asgi:application"],
+            cwd=ROOT,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.data_dir / "daphne.log", "ab"),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daphne exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("daphne did not start listening")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill daphne's whole process group, as a crash or an OOM kill of the web server would."""
+        os.killpg(self.process.pid, sig)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+class Browser:
+    """A cookie-keeping HTTP client that signs in through the login form and sends CSRF tokens."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def sign_in(self, username: str, password: str):
+        page = self.opener.open(f"{self.base_url}/accounts/login/", timeout=10).read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password})
+        request = urllib.request.Request(
+            f"{self.base_url}/accounts/login/", data=form.encode(), headers={"Referer": f"{self.base_url}/"}
+        )
+        return self.opener.open(request, timeout=10)
+
+    def open(self, path: str, **headers):
+        return self.opener.open(urllib.request.Request(self.base_url + path, headers=headers), timeout=10)
+
+    def get_json(self, path: str):
+        with self.open(path) as response:
+            return json.loads(response.read())
+
+    def post_json(self, path: str, body: dict):
+        token = next(cookie.value for cookie in self.cookies if cookie.name == "csrftoken")
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "X-CSRFToken": token, "Referer": f"{self.base_url}/"},
+        )
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())

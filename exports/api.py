@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404
 from exports_project.errors import json_error
 from exports_project.http import InvalidBody, api_view, json_body
 from modal_jobs.schema import InvalidParams
+from projects.models import Clip, Project
 from projects.views import get_project_for_user
 
 from . import services
@@ -100,3 +101,21 @@ def dismiss_export(request, job_id):
     if job.is_active:
         return json_error("Only finished exports can be dismissed.", status=409)
     return job_response(services.dismiss_export(job))
+
+
+@api_view("POST")
+def delete_project(request, project_id):
+    project = get_project_for_user(request.user, project_id)
+    services.delete_project(project)
+    return JsonResponse({"deleted": True, "purged": not Project.objects.filter(pk=project.pk).exists()})
+
+
+@api_view("POST")
+def delete_clip(request, project_id, clip_id):
+    project = get_project_for_user(request.user, project_id)
+    clip = get_object_or_404(Clip, project=project, pk=clip_id)
+    try:
+        services.delete_clip(clip)
+    except services.ClipInUse as error:
+        return json_error(str(error), status=409)
+    return JsonResponse({"deleted": True})

@@ -7,6 +7,9 @@ app_name = "exports"
 urlpatterns = [
     path("videos/<int:video_id>/media/", views.working_video_media, name="working_video_media"),
     path("api/projects/<int:project_id>/exports/", api.start_export, name="api_start"),
+    # Deleting projects and clips lives here: it must stop and clean up exports first.
+    path("api/projects/<int:project_id>/delete/", api.delete_project, name="api_delete_project"),
+    path("api/projects/<int:project_id>/clips/<int:clip_id>/delete/", api.delete_clip, name="api_delete_clip"),
     path("api/exports/active/", api.active_exports, name="api_active"),
     path("api/exports/<uuid:job_id>/", api.export_detail, name="api_detail"),
     path("api/exports/<uuid:job_id>/cancel/", api.cancel_export, name="api_cancel"),

@@ -8,7 +8,7 @@ from django.urls import reverse
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 from modal_jobs.media import probe
 
-from .conftest import wait_until
+from .conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,7 +17,7 @@ def post_json(client, url, body):
     return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
-def test_an_export_runs_to_a_working_video_through_the_api(owner_client, project, clip, eager_checks):
+def test_an_export_runs_to_a_working_video_through_the_api(executor, owner_client, project, clip, eager_checks):
     body = {"kind": "multi_clip", "params": {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1.5}]}}
     response = post_json(owner_client, reverse("exports:api_start", args=[project.pk]), body)
     assert response.status_code == 201, response.content
@@ -26,7 +26,7 @@ def test_an_export_runs_to_a_working_video_through_the_api(owner_client, project
     assert job["params"]["clips"][0] == {"clip_id": clip.pk, "start": 0.0, "end": 1.5}
 
     url = reverse("exports:api_detail", args=[job["id"]])
-    finished = wait_until(
+    finished = wait_for(
         lambda: (current := owner_client.get(url).json()["job"])["status"] != "processing" and current,
         what="the export to finish",
     )

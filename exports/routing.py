@@ -1,3 +1,7 @@
-"""Websocket routes; the progress consumer is added with live progress."""
+from django.urls import path
 
-websocket_urlpatterns = []
+from .consumers import ExportProgressConsumer
+
+websocket_urlpatterns = [
+    path("ws/exports/", ExportProgressConsumer.as_asgi()),
+]

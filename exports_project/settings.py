@@ -199,6 +199,9 @@ EXPORTS_EXECUTOR_DEADLINE_SECONDS = env.float("EXPORTS_EXECUTOR_DEADLINE_SECONDS
 EXPORTS_REQUEST_BUDGET_SECONDS = env.float("EXPORTS_REQUEST_BUDGET_SECONDS", default=1.0)
 EXPORTS_BREAKER_FAILURES = env.int("EXPORTS_BREAKER_FAILURES", default=3)
 EXPORTS_BREAKER_COOLDOWN_SECONDS = env.float("EXPORTS_BREAKER_COOLDOWN_SECONDS", default=15.0)
+# Live progress sockets: how often each reconciles its user's active jobs, and pings the page.
+EXPORTS_SOCKET_TICK_SECONDS = env.float("EXPORTS_SOCKET_TICK_SECONDS", default=1.0)
+EXPORTS_SOCKET_PING_SECONDS = env.float("EXPORTS_SOCKET_PING_SECONDS", default=20.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

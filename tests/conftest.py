@@ -31,6 +31,19 @@ def video_path(media_dir):
 
 
 @pytest.fixture(scope="session")
+def demo_video_paths(media_dir):
+    """The demo's three full clips (20 s, 1280x720, 30 fps, each with its tone), rendered as seed_demo does."""
+    from projects.management.commands.seed_demo import DEMO_CLIPS
+
+    paths = []
+    for _name, pattern, tone_hz in DEMO_CLIPS:
+        path = media_dir / f"demo-{pattern}.mp4"
+        generate_test_clip(path, pattern=pattern, tone_hz=tone_hz)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
 def silent_video_path(media_dir):
     path = media_dir / "silent.mp4"
     generate_test_clip(path, pattern="smptebars", tone_hz=None, seconds=1.5, width=256, height=144, frame_rate=30)

@@ -5,34 +5,19 @@ import time
 
 import pytest
 
-from modal_jobs.media import generate_test_clip
 from modal_jobs.progress import ProgressReporter
 from modal_jobs.store import job_key
 from modal_jobs.worker import run_export
 
 from .conftest import add_input, make_payload
 
-DEMO_CLIPS = [("testsrc2", 440), ("smptehdbars", 660), ("testsrc", 880)]
-
-
-@pytest.fixture(scope="module")
-def demo_clips(tmp_path_factory):
-    """The demo's three full clips: 20 s each, 1280x720, 30 fps, as seed_demo renders them."""
-    folder = tmp_path_factory.mktemp("demo")
-    paths = []
-    for pattern, tone in DEMO_CLIPS:
-        path = folder / f"{pattern}.mp4"
-        generate_test_clip(path, pattern=pattern, tone_hz=tone)
-        paths.append(path)
-    return paths
-
 
 def read_log(store, job_id):
     return [json.loads(line) for line in store.read_bytes(job_key(job_id, "progress.log")).splitlines()]
 
 
-def test_rendering_the_three_demo_clips_reports_increasing_real_percentages_up_to_100(store, demo_clips):
-    inputs = {number: add_input(store, path) for number, path in enumerate(demo_clips, start=1)}
+def test_rendering_the_three_demo_clips_reports_increasing_real_percentages_up_to_100(store, demo_video_paths):
+    inputs = {number: add_input(store, path) for number, path in enumerate(demo_video_paths, start=1)}
     params = {"clips": [{"clip_id": number, "start": 0, "end": 20} for number in inputs]}
     payload = make_payload("multi_clip", params, inputs)
 

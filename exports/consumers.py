@@ -1,0 +1,149 @@
+"""
+Live progress over a WebSocket.
+
+On connect the user gets a snapshot of their jobs (the same QuerySet as the API
+and the tray) and a cursor; a client reconnecting with `?cursor=` also gets every
+job that changed since, because Channels delivers at most once and never
+replays. Changes then arrive as the owner's group messages. While the user has
+active jobs the consumer ticks and calls the same `reconcile_job` as views, on
+a thread pool of its own (never on the single thread database_sync_to_async
+uses), so a hanging executor cannot stall other sockets' database work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from . import services
+from .broadcast import user_group
+from .executor import Budget
+from .models import ACTIVE_STATUSES, ExportJob, Trigger
+from .serializers import serialize_job
+
+logger = logging.getLogger(__name__)
+
+UNAUTHENTICATED = 4401
+MAX_FRAME_BYTES = 4096
+
+
+def parse_cursor(query_string: bytes) -> datetime | None:
+    values = parse_qs(query_string.decode(errors="replace")).get("cursor")
+    if not values:
+        return None
+    try:
+        cursor = datetime.fromisoformat(values[0])
+    except ValueError:
+        return None
+    return cursor if cursor.tzinfo else None
+
+
+def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
+    """Return the user's tray jobs (plus any job changed since `cursor`) and the cursor to hand back next time."""
+    taken_at = timezone.now()  # before the query: a change racing it shows up now or in the next catch-up
+    jobs = ExportJob.objects.owned_by(user).filter(project__deleted_at__isnull=True).select_related("working_video")
+    shown = list(jobs.in_tray(now=taken_at))
+    if cursor is not None:
+        seen = {job.pk for job in shown}
+        shown += [job for job in jobs.filter(updated_at__gt=cursor) if job.pk not in seen]
+    return [serialize_job(job) for job in shown], cursor_for(taken_at)
+
+
+def cursor_for(moment: datetime) -> str:
+    """An opaque-to-clients cursor: UTC ISO 8601 with a Z, so it survives a query string unescaped."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def reconcile_jobs(job_ids: list) -> list:
+    """Reconcile the socket's active jobs; return the ids still active. Runs on a worker thread."""
+    close_old_connections()
+    try:
+        budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
+        still_active = []
+        for job in ExportJob.objects.filter(pk__in=job_ids, status__in=ACTIVE_STATUSES).select_related("project"):
+            services.reconcile_job(job, trigger=Trigger.CONSUMER, budget=budget)
+            if job.is_active:
+                still_active.append(job.pk)
+        return still_active
+    finally:
+        close_old_connections()
+
+
+class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        # Accept first: a close before accept reaches browsers as 1006, which the page cannot act on.
+        await self.accept()
+        if user is None or not user.is_authenticated:
+            await self.close(code=UNAUTHENTICATED)
+            return
+        self.user = user
+        self.group_name = user_group(user.pk)
+        self.active_job_ids: set = set()
+        self.tasks: list[asyncio.Task] = []
+        await self.channel_layer.group_add(self.group_name, self.channel_name)
+        jobs, cursor = await database_sync_to_async(snapshot)(user, parse_cursor(self.scope.get("query_string", b"")))
+        self.active_job_ids = {job["id"] for job in jobs if job["status"] in ACTIVE_STATUSES}
+        await self.send_json({"type": "snapshot", "jobs": jobs, "cursor": cursor})
+        self.tasks = [asyncio.create_task(self.tick()), asyncio.create_task(self.ping())]
+
+    async def disconnect(self, code):
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+        if hasattr(self, "group_name"):
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Answer what clients send; a malformed frame gets an error and the socket stays up."""
+        if bytes_data is not None or text_data is None:
+            await self.send_json({"type": "error", "error": "Send JSON text frames."})
+            return
+        if len(text_data) > MAX_FRAME_BYTES:
+            await self.send_json({"type": "error", "error": f"Frames are limited to {MAX_FRAME_BYTES} bytes."})
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.send_json({"type": "error", "error": "That frame is not valid JSON."})
+            return
+        if isinstance(message, dict) and message.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_json({"type": "error", "error": 'Unknown message; the only one is {"type": "ping"}.'})
+
+    async def job_changed(self, event):
+        job = event["job"]
+        if job["status"] in ACTIVE_STATUSES:
+            self.active_job_ids.add(job["id"])
+        else:
+            self.active_job_ids.discard(job["id"])
+        await self.send_json({"type": "job", "job": job})
+
+    async def tick(self):
+        reconcile = sync_to_async(reconcile_jobs, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
+            if not self.active_job_ids:
+                continue
+            checked = set(self.active_job_ids)
+            try:
+                still_active = await reconcile(list(checked))
+            except Exception:
+                logger.exception("Reconciling jobs for socket of user %s failed", self.user.pk)
+                continue
+            self.active_job_ids -= checked - {str(job_id) for job_id in still_active}
+
+    async def ping(self):
+        while True:
+            await asyncio.sleep(settings.EXPORTS_SOCKET_PING_SECONDS)
+            await self.send_json({"type": "ping"})

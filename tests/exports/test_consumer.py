@@ -1,0 +1,195 @@
+"""ExportProgressConsumer through Channels' WebsocketCommunicator, with the real local executor."""
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.test import Client
+from django.utils import timezone
+
+from exports import records, services
+from exports.models import ErrorReason, ExportJob, ExportStatus
+from exports_project.asgi import application
+from projects import services as project_services
+
+from ..factories import ExportJobFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+
+
+async def communicator(user=None, *, origin="http://localhost", path="/ws/exports/"):
+    headers = [(b"origin", origin.encode()), (b"host", b"localhost")]
+    if user is not None:
+        headers.append((b"cookie", (await sync_to_async(session_cookie)(user)).encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def connect(user, **options):
+    socket = await communicator(user, **options)
+    connected, _ = await socket.connect()
+    assert connected
+    snapshot = await socket.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot"
+    return socket, snapshot
+
+
+async def receive_until(socket, predicate, *, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            message = await socket.receive_json_from(timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        if predicate(message):
+            return message
+    raise AssertionError("no matching message")
+
+
+async def test_an_anonymous_socket_is_accepted_then_closed_with_4401():
+    socket = await communicator()
+    connected, _ = await socket.connect()
+    assert connected
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_foreign_origin_is_refused(owner):
+    socket = await communicator(owner, origin="http://evil.example")
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_the_snapshot_holds_the_users_tray_and_nothing_of_anyone_else(owner, project, outsider):
+    active = await sync_to_async(ExportJobFactory)(project=project, status=ExportStatus.PROCESSING)
+    finished = await sync_to_async(ExportJobFactory)(
+        project=project, kind="overlay", status=ExportStatus.ERROR, error_reason=ErrorReason.FAILED
+    )
+    await sync_to_async(ExportJob.objects.filter(pk=finished.pk).update)(finished_at=timezone.now())
+    await sync_to_async(ExportJobFactory)(project=await sync_to_async(ProjectFactory)(owner=outsider))
+    socket, snapshot = await connect(owner)
+    assert {job["id"] for job in snapshot["jobs"]} == {str(active.pk), str(finished.pk)}
+    assert snapshot["cursor"]
+    await socket.disconnect()
+
+
+async def test_a_reconnect_with_the_cursor_also_gets_what_changed_since(owner, project):
+    job = await sync_to_async(ExportJobFactory)(project=project, status=ExportStatus.CANCELLED)
+    await sync_to_async(ExportJob.objects.filter(pk=job.pk).update)(finished_at=timezone.now())
+    socket, first = await connect(owner)
+    await socket.disconnect()
+    assert [item["id"] for item in first["jobs"]] == [str(job.pk)]
+    await sync_to_async(services.dismiss_export)(job)  # changes while the socket is away, and leaves the tray
+
+    socket, plain = await connect(owner)
+    await socket.disconnect()
+    assert plain["jobs"] == []
+    socket, caught_up = await connect(owner, path=f"/ws/exports/?cursor={first['cursor']}")
+    await socket.disconnect()
+    assert [(item["id"], item["status"]) for item in caught_up["jobs"]] == [(str(job.pk), "cancelled")]
+
+
+async def test_malformed_frames_get_errors_and_the_socket_stays_up(owner):
+    socket, _ = await connect(owner)
+    await socket.send_to(text_data="this is not json")
+    assert (await socket.receive_json_from())["error"] == "That frame is not valid JSON."
+    await socket.send_to(bytes_data=b"\x00\xff")
+    assert (await socket.receive_json_from())["error"] == "Send JSON text frames."
+    await socket.send_to(text_data=json.dumps({"type": "ping", "padding": "x" * 10_000}))
+    assert (await socket.receive_json_from())["error"] == "Frames are limited to 4096 bytes."
+    await socket.send_to(text_data=json.dumps(["subscribe", "everything"]))
+    assert (await socket.receive_json_from())["type"] == "error"
+    await socket.send_to(text_data=json.dumps({"type": "ping"}))
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.disconnect()
+
+
+async def test_the_socket_delivers_the_workers_real_progress_to_completion(
+    executor, owner, project, demo_video_paths, settings
+):
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.5
+    clips = [
+        await sync_to_async(project_services.add_clip)(project=project, path=str(path)) for path in demo_video_paths
+    ]
+    socket, _ = await connect(owner)
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 20} for clip in clips]}
+    job = await sync_to_async(services.start_export)(owner=owner, project=project, kind="multi_clip", params=params)
+
+    seen = []
+
+    def record(message):
+        if message["type"] == "job" and message["job"]["id"] == str(job.pk):
+            seen.append(message["job"])
+            return message["job"]["status"] not in ("pending", "processing")
+        return False
+
+    await receive_until(socket, record, timeout=120)
+    await socket.disconnect()
+    assert seen[-1]["status"] == "complete" and seen[-1]["working_video"]
+    percents = [item["progress"] for item in seen]
+    assert percents == sorted(percents)
+    assert len(set(percents) - {0, 100}) >= 5, percents
+    logged = {
+        min(99, json.loads(line)["percent"])  # the backend shows a worker's 100 as 99 until it has finalized
+        for line in open(records.store_from_settings().path(f"exports/{job.pk}/progress.log"))
+    }
+    assert set(percents) - {100} <= logged
+
+
+async def test_another_users_changes_never_reach_a_socket(executor, owner, project, outsider, clip):
+    socket, _ = await connect(outsider)
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = await sync_to_async(services.start_export)(owner=owner, project=project, kind="multi_clip", params=params)
+    await sync_to_async(services.cancel_export)(job)
+    assert await socket.receive_nothing(timeout=1.5)
+    await socket.disconnect()
+
+
+class CountingStore:
+    """The real store, counting reads of progress records."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.progress_reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def read_bytes(self, key):
+        if key.endswith("/progress.json"):
+            self.progress_reads += 1
+        return self.inner.read_bytes(key)
+
+
+async def test_ten_sockets_on_one_job_cost_what_one_does(executor, owner, project, long_clip, settings, monkeypatch):
+    """Each socket ticks five times a second; the claims keep executor polls and store reads at one per interval."""
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.2
+    settings.EXPORTS_PROGRESS_INTERVAL_SECONDS = 1
+    settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 2
+    store = CountingStore(records.store_from_settings())
+    monkeypatch.setattr(records, "store_from_settings", lambda: store)
+    params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
+    job = await sync_to_async(services.start_export)(owner=owner, project=project, kind="multi_clip", params=params)
+    sockets = [(await connect(owner))[0] for _ in range(10)]
+    await asyncio.sleep(1)
+    polls_before, reads_before = executor.calls["poll"], store.progress_reads
+
+    window = 6.0
+    await asyncio.sleep(window)
+
+    polls = executor.calls["poll"] - polls_before
+    reads = store.progress_reads - reads_before
+    for socket in sockets:
+        await socket.disconnect()
+    assert (await sync_to_async(ExportJob.objects.get)(pk=job.pk)).status == ExportStatus.PROCESSING
+    print(f"10 sockets, {window} s: {polls} executor polls, {reads} progress reads")
+    assert 2 <= polls <= window / 2 + 1, polls  # ten sockets ticking unclaimed would poll about 300 times
+    assert 4 <= reads <= window / 1 + 1, reads

@@ -95,7 +95,10 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         jobs, cursor = await database_sync_to_async(snapshot)(user, parse_cursor(self.scope.get("query_string", b"")))
         self.active_job_ids = {job["id"] for job in jobs if job["status"] in ACTIVE_STATUSES}
         await self.send_json({"type": "snapshot", "jobs": jobs, "cursor": cursor})
-        self.tasks = [asyncio.create_task(self.tick()), asyncio.create_task(self.ping())]
+        self.tasks = [
+            asyncio.create_task(self.tick(), name=f"export-socket-tick:{self.channel_name}"),
+            asyncio.create_task(self.ping(), name=f"export-socket-ping:{self.channel_name}"),
+        ]
 
     async def disconnect(self, code):
         for task in getattr(self, "tasks", []):

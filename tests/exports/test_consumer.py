@@ -193,3 +193,17 @@ async def test_ten_sockets_on_one_job_cost_what_one_does(executor, owner, projec
     print(f"10 sockets, {window} s: {polls} executor polls, {reads} progress reads")
     assert 2 <= polls <= window / 2 + 1, polls  # ten sockets ticking unclaimed would poll about 300 times
     assert 4 <= reads <= window / 1 + 1, reads
+
+
+async def test_the_socket_pings_and_its_background_tasks_end_on_disconnect(owner, settings):
+    settings.EXPORTS_SOCKET_PING_SECONDS = 0.2
+    socket, _ = await connect(owner)
+    assert await socket.receive_json_from(timeout=2) == {"type": "ping"}
+
+    def socket_tasks():
+        return [task for task in asyncio.all_tasks() if task.get_name().startswith("export-socket-") and not task.done()]
+
+    assert len(socket_tasks()) == 2
+    await socket.disconnect()
+    await asyncio.sleep(0.1)
+    assert socket_tasks() == []

@@ -6,7 +6,7 @@ PORT ?= 8000
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: run test install migrate seed clean
+.PHONY: run test install migrate seed clean chromium
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ seed: migrate
 run: seed
 	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) exports_project.asgi:application
 
-test: install
+# Browser tests drive Debian's Chromium through Playwright (no browser download).
+chromium:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: install chromium
 	$(PY) tests/run_suites.py
 
 clean:

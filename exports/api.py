@@ -26,7 +26,7 @@ def get_job_for_user(user, job_id) -> ExportJob:
 
 
 def job_response(job: ExportJob, status: int = 200) -> JsonResponse:
-    job = ExportJob.objects.select_related("working_video").get(pk=job.pk)
+    job = ExportJob.objects.select_related("project", "working_video").get(pk=job.pk)
     return JsonResponse({"job": serialize_job(job)}, status=status)
 
 
@@ -60,7 +60,7 @@ def active_exports(request):
         ExportJob.objects.owned_by(request.user)
         .in_tray()
         .filter(project__deleted_at__isnull=True)
-        .select_related("working_video")
+        .select_related("project", "working_video")
     )
     return JsonResponse({"jobs": [serialize_job(job) for job in jobs]})
 

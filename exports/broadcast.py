@@ -22,7 +22,7 @@ def send_job(job_id) -> None:
     from .models import ExportJob
     from .serializers import serialize_job
 
-    job = ExportJob.objects.select_related("working_video").filter(pk=job_id).first()
+    job = ExportJob.objects.select_related("project", "working_video").filter(pk=job_id).first()
     if job is None:
         return
     layer = get_channel_layer()

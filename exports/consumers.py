@@ -51,7 +51,11 @@ def parse_cursor(query_string: bytes) -> datetime | None:
 def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
     """Return the user's tray jobs (plus any job changed since `cursor`) and the cursor to hand back next time."""
     taken_at = timezone.now()  # before the query: a change racing it shows up now or in the next catch-up
-    jobs = ExportJob.objects.owned_by(user).filter(project__deleted_at__isnull=True).select_related("working_video")
+    jobs = (
+        ExportJob.objects.owned_by(user)
+        .filter(project__deleted_at__isnull=True)
+        .select_related("project", "working_video")
+    )
     shown = list(jobs.in_tray(now=taken_at))
     if cursor is not None:
         seen = {job.pk for job in shown}

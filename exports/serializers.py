@@ -6,6 +6,7 @@ from .models import ExportJob, WorkingVideo
 
 
 def serialize_job(job: ExportJob) -> dict:
+    """Callers load `project` and `working_video` with select_related."""
     try:
         video = job.working_video
     except WorkingVideo.DoesNotExist:
@@ -13,6 +14,7 @@ def serialize_job(job: ExportJob) -> dict:
     return {
         "id": str(job.pk),
         "kind": job.kind,
+        "kind_label": job.get_kind_display(),
         "params": job.params,
         "status": job.status,
         "progress": job.progress,
@@ -20,6 +22,7 @@ def serialize_job(job: ExportJob) -> dict:
         "message": job.message,
         "progress_at": isoformat(job.progress_at),
         "project_id": job.project_id,
+        "project_name": job.project.name,
         "created_at": isoformat(job.created_at),
         "updated_at": isoformat(job.updated_at),
         "finished_at": isoformat(job.finished_at),

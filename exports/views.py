@@ -1,10 +1,26 @@
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from projects.media import media_response
 
-from .models import WorkingVideo
+from .models import ExportJob, WorkingVideo
+
+HISTORY_PAGE_SIZE = 25
+
+
+@login_required
+@require_GET
+def history(request):
+    jobs = (
+        ExportJob.objects.owned_by(request.user)
+        .filter(project__deleted_at__isnull=True)
+        .select_related("project", "working_video")
+        .order_by("-created_at")
+    )
+    page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "exports/history.html", {"page_obj": page})
 
 
 @login_required

@@ -1,0 +1,19 @@
+from .models import ExportJob
+from .serializers import serialize_job
+from .services import reconcile_owner_jobs
+
+
+def export_tray(request):
+    """Every page renders the tray with the current state (the lazy check runs first), so no bar starts from 0."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated or request.path.startswith(("/api/", "/admin/")):
+        return {}
+    reconcile_owner_jobs(user)
+    jobs = (
+        ExportJob.objects.owned_by(user)
+        .in_tray()
+        .filter(project__deleted_at__isnull=True)
+        .select_related("project", "working_video")
+        .order_by("created_at")
+    )
+    return {"tray_jobs": [serialize_job(job) for job in jobs]}

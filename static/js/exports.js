@@ -1,0 +1,298 @@
+// The export tray: live progress over a WebSocket, polling while the socket is down.
+// Percentages shown are only ever the server's; nothing is interpolated here.
+(function () {
+  "use strict";
+
+  const tray = document.getElementById("export-tray");
+  if (!tray) return;
+
+  const ACTIVE = new Set(["pending", "processing"]);
+  const PING_TIMEOUT_MS = 50000; // the server pings every 20 s
+  const POLL_INTERVAL_MS = 2000;
+  const MAX_BACKOFF_MS = 30000;
+
+  const list = tray.querySelector('[data-role="jobs"]');
+  const empty = tray.querySelector('[data-role="empty"]');
+  const signin = tray.querySelector('[data-role="signin"]');
+  const connection = tray.querySelector('[data-role="connection"]');
+  const statusUrlTemplate = tray.dataset.statusUrl;
+  const jobs = new Map(); // id -> job, one bar per job
+  const rates = new Map(); // id -> {time, progress} first seen while processing, for the ETA
+  let socket = null;
+  let cursor = null;
+  let attempts = 0;
+  let reconnectTimer = null;
+  let pollTimer = null;
+  let watchdog = null;
+  let signedOut = false;
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function statusUrl(id) {
+    return statusUrlTemplate.replace("00000000-0000-0000-0000-000000000000", id);
+  }
+
+  function messageFor(job) {
+    if (job.status === "error") return job.error ? job.error.message : "Failed.";
+    if (job.status === "cancelled") return "Cancelled.";
+    if (job.status === "complete") return "Done.";
+    if (job.cancel_requested) return "Cancelling…";
+    return job.message || job.stage || "Waiting to start…";
+  }
+
+  function etaFor(job) {
+    if (job.status !== "processing" || job.cancel_requested || job.progress <= 0) return "";
+    const now = Date.now();
+    const first = rates.get(job.id);
+    if (!first) {
+      rates.set(job.id, { time: now, progress: job.progress });
+      return "";
+    }
+    const gained = job.progress - first.progress;
+    const elapsed = (now - first.time) / 1000;
+    if (gained <= 0 || elapsed < 3) return "";
+    const seconds = ((100 - job.progress) * elapsed) / gained;
+    if (seconds < 60) return "less than a minute left";
+    return "about " + Math.round(seconds / 60) + " min left";
+  }
+
+  function button(action, label, disabled) {
+    const element = document.createElement("button");
+    element.type = "button";
+    element.className = "link-button";
+    element.dataset.action = action;
+    element.textContent = label;
+    element.disabled = Boolean(disabled);
+    return element;
+  }
+
+  function render(job) {
+    let bar = list.querySelector('[data-job-id="' + job.id + '"]');
+    if (!bar) {
+      const template = document.createElement("li");
+      template.dataset.jobId = job.id;
+      template.innerHTML =
+        '<div class="bar-title"><span class="bar-kind"></span> <span class="bar-project muted"></span>' +
+        '<span class="bar-percent" data-role="percent"></span></div>' +
+        '<div class="bar-track" role="progressbar" aria-valuemin="0" aria-valuemax="100">' +
+        '<div class="bar-fill" data-role="fill"></div></div>' +
+        '<div class="bar-detail"><span class="bar-message" data-role="message"></span>' +
+        '<span class="bar-eta muted" data-role="eta"></span></div>' +
+        '<div class="bar-actions" data-role="actions"></div>';
+      list.appendChild(template);
+      bar = template;
+    }
+    bar.className = "export-bar status-" + job.status;
+    bar.dataset.status = job.status;
+    bar.dataset.progress = String(job.progress);
+    bar.querySelector(".bar-kind").textContent = job.kind_label;
+    bar.querySelector(".bar-project").textContent = job.project_name;
+    bar.querySelector('[data-role="percent"]').textContent = job.progress + " %";
+    bar.querySelector('[data-role="fill"]').style.width = job.progress + "%";
+    bar.querySelector(".bar-track").setAttribute("aria-valuenow", String(job.progress));
+    bar.querySelector('[data-role="message"]').textContent = messageFor(job);
+    bar.querySelector('[data-role="eta"]').textContent = etaFor(job);
+    const actions = bar.querySelector('[data-role="actions"]');
+    actions.replaceChildren();
+    if (job.status === "complete" && job.working_video) {
+      const link = document.createElement("a");
+      link.className = "bar-link";
+      link.href = job.working_video.url;
+      link.dataset.role = "video-link";
+      link.textContent = "Open video";
+      actions.appendChild(link);
+    }
+    if (ACTIVE.has(job.status)) {
+      actions.appendChild(button("cancel", job.cancel_requested ? "Cancelling…" : "Cancel", job.cancel_requested));
+    } else {
+      if (job.status !== "complete") actions.appendChild(button("retry", "Retry"));
+      actions.appendChild(button("dismiss", "Dismiss"));
+    }
+  }
+
+  function update(job) {
+    const known = jobs.get(job.id);
+    // Never step back to an older state of the same job (a late poll answer after a socket message).
+    if (known && known.updated_at > job.updated_at) return;
+    jobs.set(job.id, job);
+    render(job);
+    refreshEmpty();
+  }
+
+  function remove(id) {
+    jobs.delete(id);
+    const bar = list.querySelector('[data-job-id="' + id + '"]');
+    if (bar) bar.remove();
+    refreshEmpty();
+  }
+
+  function refreshEmpty() {
+    empty.hidden = jobs.size > 0;
+  }
+
+  function applySnapshot(snapshotJobs) {
+    const ids = new Set(snapshotJobs.map((job) => job.id));
+    for (const id of Array.from(jobs.keys())) {
+      if (!ids.has(id)) remove(id); // dismissed or deleted elsewhere
+    }
+    snapshotJobs.forEach(update);
+  }
+
+  function showSignedOut() {
+    signedOut = true;
+    signin.hidden = false;
+    connection.textContent = "";
+    stopPolling();
+    if (socket) socket.close();
+  }
+
+  function setConnection(text) {
+    connection.textContent = text;
+  }
+
+  // Polling fallback: while the socket is down, ask the status endpoint (which reconciles) for each active job.
+  function startPolling() {
+    if (pollTimer || signedOut) return;
+    pollTimer = window.setInterval(pollOnce, POLL_INTERVAL_MS);
+    pollOnce();
+  }
+
+  function stopPolling() {
+    if (pollTimer) window.clearInterval(pollTimer);
+    pollTimer = null;
+  }
+
+  function pollOnce() {
+    for (const job of jobs.values()) {
+      if (!ACTIVE.has(job.status)) continue;
+      fetch(statusUrl(job.id), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => {
+          if (response.status === 401 || response.status === 403) {
+            showSignedOut();
+            return null;
+          }
+          return response.ok ? response.json() : null;
+        })
+        .then((body) => {
+          if (body && body.job) update(body.job);
+        })
+        .catch(() => {});
+    }
+  }
+
+  function armWatchdog() {
+    if (watchdog) window.clearTimeout(watchdog);
+    watchdog = window.setTimeout(() => {
+      // No message, not even a ping: the socket is half-open. Treat it as dead.
+      if (socket) socket.close();
+    }, PING_TIMEOUT_MS);
+  }
+
+  function scheduleReconnect() {
+    if (reconnectTimer || signedOut) return;
+    const ceiling = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** attempts);
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2); // exponential backoff with jitter
+    attempts += 1;
+    reconnectTimer = window.setTimeout(() => {
+      reconnectTimer = null;
+      connect();
+    }, delay);
+  }
+
+  function connect() {
+    if (signedOut || (socket && socket.readyState <= WebSocket.OPEN)) return;
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const query = cursor ? "?cursor=" + encodeURIComponent(cursor) : "";
+    socket = new WebSocket(scheme + window.location.host + tray.dataset.socketPath + query);
+    socket.addEventListener("open", () => {
+      attempts = 0;
+      armWatchdog();
+    });
+    socket.addEventListener("message", (event) => {
+      armWatchdog();
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      if (message.type === "snapshot") {
+        cursor = message.cursor;
+        applySnapshot(message.jobs);
+        stopPolling();
+        setConnection("live");
+      } else if (message.type === "job") {
+        update(message.job);
+      }
+    });
+    socket.addEventListener("close", (event) => {
+      if (watchdog) window.clearTimeout(watchdog);
+      socket = null;
+      if (event.code === 4401) {
+        showSignedOut();
+        return;
+      }
+      setConnection("reconnecting…");
+      startPolling();
+      scheduleReconnect();
+    });
+  }
+
+  function post(url) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
+      body: "{}",
+    }).then((response) => {
+      if (response.status === 401) showSignedOut();
+      return response.json().then((body) => ({ status: response.status, body: body }));
+    });
+  }
+
+  list.addEventListener("click", (event) => {
+    const target = event.target.closest("[data-action]");
+    if (!target) return;
+    const bar = target.closest("[data-job-id]");
+    const id = bar.dataset.jobId;
+    const base = statusUrl(id);
+    if (target.dataset.action === "cancel") {
+      target.disabled = true;
+      target.textContent = "Cancelling…";
+      post(base + "cancel/").then((result) => result.body.job && update(result.body.job));
+    } else if (target.dataset.action === "retry") {
+      post(base + "retry/").then((result) => {
+        if (result.body.job) {
+          remove(id);
+          update(result.body.job);
+        }
+      });
+    } else if (target.dataset.action === "dismiss") {
+      post(base + "dismiss/").then((result) => result.status === 200 && remove(id));
+    }
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    // Timers are throttled in background tabs: catch up at once when the tab is seen again.
+    if (document.visibilityState !== "visible" || signedOut) return;
+    if (!socket) {
+      if (reconnectTimer) window.clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      connect();
+      pollOnce();
+    }
+  });
+
+  // Start from what the server rendered into the page (the same state as the bars), then go live.
+  const initial = document.getElementById("export-tray-jobs");
+  if (initial) JSON.parse(initial.textContent).forEach(update);
+
+  window.exportTray = {
+    add: update, // the export forms hand over the job they started
+    jobs: jobs,
+  };
+  connect();
+})();

@@ -92,6 +92,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
             return
         self.user = user
+        self.session_key = self.scope["session"].session_key
         self.group_name = user_group(user.pk)
         self.active_job_ids: set = set()
         self.tasks: list[asyncio.Task] = []
@@ -135,6 +136,11 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         else:
             self.active_job_ids.discard(job["id"])
         await self.send_json({"type": "job", "job": job})
+
+    async def session_ended(self, event):
+        """The user signed out of this socket's session (in another tab): tell the page to ask for a sign-in."""
+        if event["session_key"] == self.session_key:
+            await self.close(code=UNAUTHENTICATED)
 
     async def tick(self):
         reconcile = sync_to_async(reconcile_jobs, thread_sensitive=False)

@@ -201,9 +201,28 @@ async def test_the_socket_pings_and_its_background_tasks_end_on_disconnect(owner
     assert await socket.receive_json_from(timeout=2) == {"type": "ping"}
 
     def socket_tasks():
-        return [task for task in asyncio.all_tasks() if task.get_name().startswith("export-socket-") and not task.done()]
+        return [
+            task for task in asyncio.all_tasks() if task.get_name().startswith("export-socket-") and not task.done()
+        ]
 
     assert len(socket_tasks()) == 2
     await socket.disconnect()
     await asyncio.sleep(0.1)
     assert socket_tasks() == []
+
+
+async def test_signing_out_in_another_tab_closes_the_sessions_sockets_with_4401(owner):
+    client = await sync_to_async(Client)()
+    await sync_to_async(client.force_login)(owner)
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie.encode())]
+    socket = WebsocketCommunicator(application, "/ws/exports/", headers=headers)
+    assert (await socket.connect())[0]
+    assert (await socket.receive_json_from())["type"] == "snapshot"
+    other_session, _ = await connect(owner)  # the same user in another browser stays connected
+
+    await sync_to_async(client.post)("/accounts/logout/")
+
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    assert await other_session.receive_nothing(timeout=0.5)
+    await other_session.disconnect()

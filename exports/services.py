@@ -161,7 +161,7 @@ def build_payload(job: ExportJob) -> dict:
     }
 
 
-def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.VIEW) -> ExportJob:
+def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.VIEW, actor=None) -> ExportJob:
     """
     Create the job (pending), spawn it and store its call id (processing).
 
@@ -187,7 +187,7 @@ def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.
                 params=validated.model_dump(mode="json"),
                 backend=settings.EXPORTS_BACKEND,
             )
-            record_event(job, Event.CREATED, trigger=trigger)
+            record_event(job, Event.CREATED, trigger=trigger, actor=actor)
             broadcast_job_on_commit(job.pk)
     except IntegrityError:
         existing = ExportJob.objects.active().filter(project=project, kind=kind).first()
@@ -450,7 +450,9 @@ def cancel_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None, budget: B
 def retry_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None) -> ExportJob:
     if job.status not in (ExportStatus.ERROR, ExportStatus.CANCELLED):
         raise NotRetryable("Only failed or cancelled exports can be retried.")
-    new_job = start_export(owner=job.owner, project=job.project, kind=job.kind, params=job.params, trigger=trigger)
+    new_job = start_export(
+        owner=job.owner, project=job.project, kind=job.kind, params=job.params, trigger=trigger, actor=actor
+    )
     with transaction.atomic():
         record_event(job, Event.RETRIED, trigger=trigger, actor=actor, data={"new_job_id": str(new_job.pk)})
     return new_job
@@ -515,3 +517,12 @@ def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:
     budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
     for job in ExportJob.objects.owned_by(owner).active().select_related("project"):
         reconcile_job(job, trigger=trigger, budget=budget)
+
+
+def mark_as_error(job: ExportJob, *, actor, message: str = "", budget: Budget | None = None) -> bool:
+    """An admin ends a job as an error; its call is cancelled too, so nothing keeps running for nobody."""
+    reason = message or f"Marked as error by {actor.get_username()}."
+    changed = fail(job, ErrorReason.ADMIN, reason, trigger=Trigger.ADMIN, actor=actor)
+    if changed and job.modal_call_id:
+        _send_cancel(job, budget=budget)
+    return changed

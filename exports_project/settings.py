@@ -80,6 +80,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "exports.context_processors.export_tray",
             ],
         },
     },
@@ -199,6 +200,10 @@ EXPORTS_EXECUTOR_DEADLINE_SECONDS = env.float("EXPORTS_EXECUTOR_DEADLINE_SECONDS
 EXPORTS_REQUEST_BUDGET_SECONDS = env.float("EXPORTS_REQUEST_BUDGET_SECONDS", default=1.0)
 EXPORTS_BREAKER_FAILURES = env.int("EXPORTS_BREAKER_FAILURES", default=3)
 EXPORTS_BREAKER_COOLDOWN_SECONDS = env.float("EXPORTS_BREAKER_COOLDOWN_SECONDS", default=15.0)
+# Admin: a processing job silent for this long is listed as suspect.
+EXPORTS_SUSPECT_MINUTES = env.float("EXPORTS_SUSPECT_MINUTES", default=10)
+# prune_exports: progress and result records (and failed or cancelled jobs' outputs) are kept this long.
+EXPORTS_RETENTION_DAYS = env.float("EXPORTS_RETENTION_DAYS", default=30)
 # Live progress sockets: how often each reconciles its user's active jobs, and pings the page.
 EXPORTS_SOCKET_TICK_SECONDS = env.float("EXPORTS_SOCKET_TICK_SECONDS", default=1.0)
 EXPORTS_SOCKET_PING_SECONDS = env.float("EXPORTS_SOCKET_PING_SECONDS", default=20.0)

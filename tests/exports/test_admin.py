@@ -1,0 +1,124 @@
+"""The exports admin: staff only, explains a job on one screen, and every action lands on the timeline."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+
+from exports.models import ErrorReason, ExportJob, ExportJobEvent, ExportKind, ExportStatus
+from modal_jobs.executors import CallStatus
+from projects.models import Project
+
+from ..factories import ExportJobFactory, ProjectFactory
+from .conftest import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def staff_client():
+    admin = get_user_model().objects.create_superuser("boss", password="x")
+    client = Client()
+    client.force_login(admin)
+    return client, admin
+
+
+def act(client, action, jobs):
+    return client.post(
+        reverse("admin:exports_exportjob_changelist"),
+        {"action": action, "_selected_action": [str(job.pk) for job in jobs]},
+        follow=True,
+    )
+
+
+def test_non_staff_users_cannot_see_or_act(owner_client, project):
+    job = ExportJobFactory(project=project)
+    for url in (
+        reverse("admin:exports_exportjob_changelist"),
+        reverse("admin:exports_exportjob_change", args=[job.pk]),
+    ):
+        response = owner_client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    act(owner_client, "mark_as_error", [job])
+    assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.PENDING
+
+
+def test_the_detail_page_shows_params_the_progress_record_the_executor_and_the_timeline(
+    executor, staff_client, project, clip
+):
+    from exports import services
+
+    client, _ = staff_client
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    html = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
+    assert "&quot;clip_id&quot;: " + str(clip.pk) in html  # pretty params
+    assert "&quot;percent&quot;: 100" in html  # the worker's record
+    assert "<strong>succeeded</strong>" in html  # the executor, asked live
+    assert "Spawned on the executor" in html  # the timeline
+
+
+def test_the_detail_page_shows_an_unavailable_executor_instead_of_failing(executor, staff_client, project):
+    client, _ = staff_client
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "c" * 32)
+    executor.fault = "down"
+    response = client.get(reverse("admin:exports_exportjob_change", args=[job.pk]))
+    assert response.status_code == 200
+    assert "Unavailable: injected: the executor is down" in response.content.decode()
+
+
+def test_actions_land_on_the_timeline_with_the_admin(executor, staff_client, project, long_clip, eager_checks):
+    from exports import services
+
+    client, admin = staff_client
+    params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+
+    act(client, "mark_as_error", [job])
+    job.refresh_from_db()
+    assert (job.status, job.error_reason) == (ExportStatus.ERROR, ErrorReason.ADMIN)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.TERMINATED, what="the cancel")
+    act(client, "retry", [job])
+    retried = ExportJob.objects.exclude(pk=job.pk).get(project=project)
+    act(client, "cancel_on_executor", [retried])
+    act(client, "reconcile_now", [retried])
+
+    events = ExportJobEvent.objects.filter(trigger="admin")
+    assert set(events.values_list("kind", flat=True)) >= {"failed", "retried", "cancel_requested"}
+    acted = events.filter(kind__in=["failed", "retried", "created", "cancel_requested"])
+    assert {event.actor for event in acted} == {admin}
+    assert events.get(job=job, kind="failed").message.startswith("Marked as error by an admin: Marked as error by boss")
+
+
+def test_the_changelist_of_a_thousand_jobs_costs_a_bounded_number_of_queries(
+    staff_client, django_assert_max_num_queries
+):
+    client, _ = staff_client
+    owner = ProjectFactory().owner
+    projects = Project.objects.bulk_create([Project(owner=owner, name=f"P{number}") for number in range(334)])
+    kinds = list(ExportKind)
+    ExportJob.objects.bulk_create(
+        ExportJob(owner=owner, project=projects[n // 3], kind=kinds[n % 3], backend="local", status="processing")
+        for n in range(1000)
+    )
+    for query in ("", "?suspect=yes", "?status__exact=processing&q=P1"):
+        with django_assert_max_num_queries(12):
+            response = client.get(reverse("admin:exports_exportjob_changelist") + query)
+        assert response.status_code == 200
+
+
+def test_working_videos_play_for_staff_in_the_admin(staff_client, project, clip):
+    from exports.models import WorkingVideo
+
+    client, _ = staff_client
+    job = ExportJobFactory(project=project, status=ExportStatus.COMPLETE, progress=100)
+    video = WorkingVideo.objects.create(
+        project=project, export_job=job, media=clip.media.name, duration=2, width=320, height=240, size=1
+    )
+    page = client.get(reverse("admin:exports_workingvideo_change", args=[video.pk])).content.decode()
+    media_url = reverse("admin:exports_workingvideo_media", args=[video.pk])
+    assert f'<video controls preload="metadata" src="{media_url}"' in page
+    assert client.get(media_url, HTTP_RANGE="bytes=0-9").status_code == 206
+    project_page = client.get(reverse("admin:projects_project_change", args=[project.pk])).content.decode()
+    assert "Working videos" in project_page

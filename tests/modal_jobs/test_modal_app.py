@@ -1,0 +1,180 @@
+"""
+The deployable app, read through the SDK's own objects (modal 1.6.4): no network, no token, no deploy.
+
+Where modal keeps what we check, for a function defined locally with @app.function:
+- the app's registry `app._local_state.functions` (name -> _Function) is what `modal deploy` publishes
+  (runner.py reads it as `app_local_state.functions`); `App.registered_functions` returns the same dict
+  but is deprecated in 1.6.4;
+- `Function.info()` is public and, for a local definition, returns the FunctionInfo that `_from_local`
+  built from the decorator's arguments (timeout, startup timeout, retries, gpus, cpu, memory, secrets)
+  without asking the server;
+- `Function._spec_` (the _FunctionSpec that `modal shell` uses) holds the Secret objects themselves:
+  a `from_name` secret keeps its name, and the `env=` argument becomes a `Secret.from_dict` whose
+  `_load_env_dict()` returns the variables that deploying sends.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import modal
+import pytest
+from modal._utils.async_utils import synchronizer
+
+from modal_jobs import modal_app
+from modal_jobs.modal_backend import FUNCTION_NAMES
+
+CPU_KINDS = ("multi_clip", "overlay")
+
+
+@pytest.fixture(autouse=True)
+def no_modal_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Any attempt to reach Modal fails the test: everything here must be answered locally."""
+
+    def refuse(*args: Any, **kwargs: Any):
+        raise AssertionError("the test tried to create a Modal client")
+
+    monkeypatch.setattr(modal.client._Client, "from_env", refuse)
+    yield
+
+
+def deployed_functions() -> dict[str, modal.Function]:
+    registry = modal_app.app._local_state.functions
+    return {name: synchronizer._translate_out(function) for name, function in registry.items()}
+
+
+def function_for(kind: str) -> modal.Function:
+    return deployed_functions()[FUNCTION_NAMES[kind]]
+
+
+def secrets_of(function: modal.Function) -> list[Any]:
+    return list(function._spec_.secrets)
+
+
+def environment_of(function: modal.Function) -> dict[str, str]:
+    """The variables the function's from_dict secrets set (the env= argument becomes one)."""
+    variables: dict[str, str] = {}
+    for secret in secrets_of(function):
+        if secret._is_ephemeral:
+            variables.update(secret._load_env_dict())
+    return variables
+
+
+def test_the_app_is_named_as_the_backend_expects():
+    assert modal_app.app.name == "exports"
+
+
+def test_the_app_deploys_exactly_one_function_per_export_kind_under_the_backends_names():
+    assert set(deployed_functions()) == set(FUNCTION_NAMES.values())
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_each_function_takes_the_payload_the_backend_spawns_it_with(kind: str):
+    """The backend calls `.spawn(payload)`: one positional argument."""
+    signature = inspect.signature(function_for(kind)._raw_f_)
+
+    signature.bind({"job_id": "job-1"})
+    with pytest.raises(TypeError):
+        signature.bind()
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_each_function_may_run_for_hours_but_not_take_hours_to_start(kind: str):
+    info = function_for(kind).info()
+
+    assert info.timeout >= 3600
+    assert info.startup_timeout is not None and info.startup_timeout <= 15 * 60
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_each_function_is_not_retried_on_failure(kind: str):
+    assert function_for(kind).info().max_retries == 0
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_each_function_has_the_r2_credentials(kind: str):
+    function = function_for(kind)
+
+    named_secrets = [secret.name for secret in secrets_of(function) if not secret._is_ephemeral]
+
+    assert named_secrets == ["exports-r2"]
+    assert "modal.Secret.from_name('exports-r2')" in function.info().secrets
+
+
+def test_framing_ai_gets_an_l4_gpu_and_encodes_with_nvenc():
+    function = function_for("framing_ai")
+    info = function.info()
+
+    assert info.gpus == [("L4", 1)]
+    assert function._spec_.gpus == "L4"
+    assert environment_of(function) == {"EXPORTS_VIDEO_ENCODER": "h264_nvenc"}
+
+
+@pytest.mark.parametrize("kind", CPU_KINDS)
+def test_the_other_kinds_run_on_several_cpu_cores_with_libx264(kind: str):
+    function = function_for(kind)
+    info = function.info()
+
+    assert info.gpus == []
+    assert function._spec_.gpus is None
+    assert info.cpu is not None and info.cpu >= 4
+    assert info.memory_mib is not None and info.memory_mib >= 4096
+    assert "EXPORTS_VIDEO_ENCODER" not in environment_of(function)  # the pipeline's default is libx264
+
+
+def test_the_gpu_function_also_has_cpu_and_memory_for_decoding_and_scaling():
+    info = function_for("framing_ai").info()
+
+    assert info.cpu is not None and info.cpu >= 4
+    assert info.memory_mib is not None and info.memory_mib >= 8192
+
+
+def test_the_image_carries_the_modal_jobs_package():
+    """The function bodies import modal_jobs.worker and modal_jobs.store inside the container."""
+    for kind in FUNCTION_NAMES:
+        assert "modal_jobs" in function_for(kind)._spec_.image._added_python_source_set
+
+
+# The function body
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_the_body_runs_the_worker_with_the_store_and_this_call_id(kind: str, monkeypatch: pytest.MonkeyPatch):
+    import modal_jobs.store
+    import modal_jobs.worker
+
+    store = object()
+    received: dict[str, Any] = {}
+
+    def run_export(payload: dict, *, store: object, call_id: str, attempt: int = 1) -> dict:
+        received.update(payload=payload, store=store, call_id=call_id, attempt=attempt)
+        return {"status": "success", "output_key": "exports/job-1/output.mp4"}
+
+    monkeypatch.setattr(modal_jobs.worker, "run_export", run_export)
+    monkeypatch.setattr(modal_jobs.store.S3Store, "from_environment", classmethod(lambda cls: store))
+    monkeypatch.setattr(modal, "current_function_call_id", lambda: "fc-current")
+    payload = {"job_id": "job-1", "kind": kind}
+
+    result = function_for(kind).local(payload)
+
+    assert result == {"status": "success", "output_key": "exports/job-1/output.mp4"}
+    assert received == {"payload": payload, "store": store, "call_id": "fc-current", "attempt": 1}
+
+
+def test_the_body_returns_an_error_instead_of_raising(monkeypatch: pytest.MonkeyPatch):
+    """A raise would come out of FunctionCall.get(); a TimeoutError there reads as "still running"."""
+    import modal_jobs.store
+
+    def unreachable_store(cls):
+        raise TimeoutError("the bucket did not answer")
+
+    monkeypatch.setattr(modal_jobs.store.S3Store, "from_environment", classmethod(unreachable_store))
+
+    result = function_for("overlay").local({"job_id": "job-1"})
+
+    assert result == {
+        "status": "error",
+        "message": "The export could not run: TimeoutError: the bucket did not answer",
+    }

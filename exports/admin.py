@@ -168,9 +168,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark as error (and cancel the call)", permissions=["change"])
     def mark_as_error(self, request, queryset):
-        changed = sum(
-            services.mark_as_error(job, actor=request.user, budget=Budget(2)) for job in queryset.active()
-        )
+        changed = sum(services.mark_as_error(job, actor=request.user, budget=Budget(2)) for job in queryset.active())
         self.message_user(request, f"Marked {changed} job(s) as error.")
 
 

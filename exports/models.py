@@ -108,6 +108,9 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress_checked_at = models.DateTimeField(null=True, blank=True)
     executor_checked_at = models.DateTimeField(null=True, blank=True)
+    records_pruned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When prune_exports deleted its progress and result records."
+    )
 
     objects = ExportJobQuerySet.as_manager()
 

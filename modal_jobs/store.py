@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,6 +48,9 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object if it exists."""
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Yield the keys under `prefix`."""
 
 
 class FileSystemStore:
@@ -117,6 +120,12 @@ class FileSystemStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self.root.resolve()
+        for path in sorted(self.path(prefix).rglob("*")) if self.path(prefix).exists() else []:
+            if path.is_file() and not path.name.startswith("."):
+                yield path.relative_to(base).as_posix()
 
 
 def _copy(source: Path, target: Path, on_progress: TransferProgress | None, chunk_bytes: int) -> int:
@@ -209,6 +218,11 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
 
 
 def _byte_counter(total: int, on_progress: TransferProgress | None):

@@ -2,6 +2,9 @@
 
 import io
 import json
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -17,6 +20,7 @@ from modal_jobs.executors import CallStatus
 from projects.models import Project
 
 from ..factories import ExportJobFactory, ProjectFactory
+from ..servers import ROOT, AppServer
 from .conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -142,3 +146,22 @@ def test_the_cost_per_job_is_bounded_and_counted_in_every_thread(executor, eager
     assert summary["outcomes"] == {"unchanged": 1000}
     print(f"queries per job: {counter['queries'] / 1000:.2f}")
     assert counter["queries"] / 1000 <= 5, counter
+
+
+def test_the_loop_runs_pass_after_pass_and_stops_cleanly_on_sigterm(tmp_path):
+    """A real sidecar process: it keeps passing until SIGTERM, then finishes the pass in hand and exits 0."""
+    server = AppServer(tmp_path)
+    server.manage("migrate", "--no-input")
+    sidecar = subprocess.Popen(
+        [sys.executable, "manage.py", "reconcile_exports", "--loop", "0.2", "--json"],
+        cwd=ROOT,
+        env=server.environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    passes = [json.loads(sidecar.stdout.readline()) for _ in range(3)]
+    assert [summary["checked"] for summary in passes] == [0, 0, 0]
+    sidecar.send_signal(signal.SIGTERM)
+    assert sidecar.wait(timeout=10) == 0
+    assert sidecar.stdout.read().strip().endswith("pass(es).")

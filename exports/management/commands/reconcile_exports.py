@@ -3,6 +3,7 @@
 import json
 import logging
 import queue
+import signal
 import threading
 import time
 import uuid
@@ -75,10 +76,40 @@ class Command(BaseCommand):
         parser.add_argument("--older-than", type=float, metavar="MINUTES", help="Only jobs created before.")
         parser.add_argument("--limit", type=int, help="Check at most this many jobs (oldest first).")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument(
+            "--loop",
+            type=float,
+            metavar="SECONDS",
+            help="Run a pass every SECONDS until SIGTERM or SIGINT (a sidecar).",
+        )
 
     def handle(self, *args, **options):
         if options["concurrency"] < 1:
             raise CommandError("--concurrency must be at least 1.")
+        if options["loop"] is None:
+            self.run_pass(options)
+            return
+        if options["loop"] <= 0:
+            raise CommandError("--loop takes a positive number of seconds.")
+        self.run_forever(options)
+
+    def run_forever(self, options) -> None:
+        """Pass after pass until told to stop; a signal ends the loop after the pass in hand, never inside one."""
+        stopping = threading.Event()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, lambda number, frame: stopping.set())
+        passes = 0
+        while not stopping.is_set():
+            try:
+                self.run_pass(options)
+            except CommandError as error:
+                logger.warning("Pass %d: %s", passes + 1, error)
+                self.stderr.write(str(error))
+            passes += 1
+            stopping.wait(options["loop"])
+        self.stdout.write(f"Stopped after {passes} pass(es).")
+
+    def run_pass(self, options) -> None:
         started = time.monotonic()
         job_ids = self.select_jobs(options)
         outcomes = reconcile_all(job_ids, concurrency=options["concurrency"], dry_run=options["dry_run"])

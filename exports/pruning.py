@@ -1,0 +1,68 @@
+"""Storage hygiene for exports: delete what finished jobs no longer need, report what does not add up."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.utils import timezone
+
+from modal_jobs.backends import store_from_settings
+from modal_jobs.store import job_key
+
+from .models import ExportJob, ExportStatus, WorkingVideo
+
+logger = logging.getLogger(__name__)
+
+RECORDS = ("progress.json", "progress.log", "result.json")
+
+
+@dataclass
+class PruneReport:
+    deleted: list[str] = field(default_factory=list)
+    kept_in_use: list[str] = field(default_factory=list)
+    jobs_pruned: int = 0
+    orphans: list[str] = field(default_factory=list)
+    videos_missing_objects: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def prune_exports(*, retention_days: float, dry_run: bool = False, now=None) -> PruneReport:
+    """
+    Delete the progress and result records of jobs finished more than `retention_days` ago, and the
+    output of those that failed or were cancelled. Never an object a WorkingVideo uses, never anything
+    of an active job. Report objects under exports/ that belong to no job, and WorkingVideos whose
+    object is missing.
+    """
+    report = PruneReport()
+    store = store_from_settings()
+    cutoff = (now or timezone.now()) - timedelta(days=retention_days)
+    in_use = set(WorkingVideo.objects.values_list("media", flat=True))
+    due = ExportJob.objects.terminal().filter(finished_at__lt=cutoff, records_pruned_at__isnull=True)
+    for job_id, status in due.values_list("pk", "status").iterator():
+        names = [*RECORDS, "output.mp4"] if status in (ExportStatus.ERROR, ExportStatus.CANCELLED) else RECORDS
+        try:
+            for key in (job_key(str(job_id), name) for name in names):
+                if key in in_use:
+                    report.kept_in_use.append(key)
+                elif store.size(key) is not None:
+                    report.deleted.append(key)
+                    if not dry_run:
+                        store.delete(key)
+        except Exception as error:  # one unreachable object must not stop the rest; it is reported
+            report.errors.append(f"job {job_id}: {error}")
+            continue
+        report.jobs_pruned += 1
+        if not dry_run:
+            ExportJob.objects.filter(pk=job_id).update(records_pruned_at=timezone.now())
+
+    known = {str(job_id) for job_id in ExportJob.objects.values_list("pk", flat=True)}
+    try:
+        report.orphans = [key for key in store.list_keys("exports/") if key.split("/")[1] not in known]
+        for video_id, key in WorkingVideo.objects.values_list("pk", "media"):
+            if store.size(key) is None:
+                report.videos_missing_objects.append(video_id)
+    except Exception as error:
+        report.errors.append(f"listing the store: {error}")
+    return report

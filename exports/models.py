@@ -171,7 +171,6 @@ class ExportJobEvent(models.Model):
         SPAWN_UNCONFIRMED = "spawn_unconfirmed", "Spawn not confirmed"
         CALL_ID_ADOPTED = "call_id_adopted", "Call id adopted from the progress record"
         PROGRESS = "progress", "Progress milestone"
-        EXECUTOR_UNAVAILABLE = "executor_unavailable", "Executor unavailable"
         CANCEL_REQUESTED = "cancel_requested", "Cancel requested"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"

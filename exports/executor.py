@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
 
@@ -86,11 +85,15 @@ class GuardedExecutor:
         if timeout <= 0:
             raise BudgetExhausted("No time left in this request for executor checks.")
         future = self._pool.submit(getattr(self.backend, operation), *arguments)
-        try:
-            result = future.result(timeout=timeout)
-        except FutureTimeout:
+        # wait(), not future.result(timeout=...): the latter's timeout is the built-in TimeoutError, which a
+        # backend could raise too, and a deadline must not be mistaken for an answer (or the other way round).
+        done, _ = wait([future], timeout=timeout)
+        if not done:
+            future.cancel()  # a call still queued behind hung ones must not start late
             self._failed()
-            raise ExecutorUnavailable(f"The executor did not answer {operation} within {timeout:.1f} s.") from None
+            raise ExecutorUnavailable(f"The executor did not answer {operation} within {timeout:.1f} s.")
+        try:
+            result = future.result()
         except ExecutorUnavailable:
             self._failed()
             raise

@@ -242,7 +242,8 @@ def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now)
     if status is CallStatus.TERMINATED:
         if job.cancel_requested_at:
             return Decision(Outcome.CANCELLED, message="Cancelled.")
-        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message="Stopped by the executor.")
+        detail = f" ({state.message})" if state.message else ""
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=f"Stopped by the executor{detail}.")
     if status is CallStatus.TIMED_OUT:
         return Decision(Outcome.TIMED_OUT, reason=ErrorReason.TIMED_OUT, message=state.message or "Time limit hit.")
     # EXPIRED or UNKNOWN: the executor cannot vouch for the call; the stored result decides.

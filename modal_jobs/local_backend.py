@@ -237,13 +237,13 @@ class LocalBackend:
             if any((self.root / "queued").glob(f"*-{call_id}")):
                 return CallState.running()  # queued calls read as running, as on Modal
             if cancel_requested:
-                return CallState(CallStatus.TERMINATED, message="Cancelled.")
+                return CallState(CallStatus.TERMINATED)
             return CallState.failed("The worker disappeared without a result (its supervisor was killed).")
         how = ended["how"]
         if how == "timed_out":
             return CallState(CallStatus.TIMED_OUT, message=f"Stopped after the {ended['limit']:g} s time limit.")
         if cancel_requested or how == "cancelled":
-            return CallState(CallStatus.TERMINATED, message="Cancelled.")
+            return CallState(CallStatus.TERMINATED)
         if how == "launch_failed":
             return CallState.failed(ended["message"])
         if how == "signal":

@@ -255,4 +255,3 @@ class ExportPayload(BaseModel):
 
     def validated_params(self) -> Strict:
         return validate_params(self.kind, self.params, self.clip_facts())
-

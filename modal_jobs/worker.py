@@ -50,6 +50,7 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     except (ValidationError, InvalidParams) as error:
         return error_result(f"Invalid export payload: {error}")
 
+    attempt = max(attempt, _previous_attempt(store, export.job_id, call_id) + 1)
     reporter = ProgressReporter(store=store, job_id=export.job_id, call_id=call_id, attempt=attempt)
     reporter.start(message="Starting export")
     try:
@@ -71,6 +72,17 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     else:
         reporter.fail(result["message"])
     return result
+
+
+def _previous_attempt(store: ObjectStore, job_id: str, call_id: str) -> int:
+    """An executor re-running the same call (after a preemption) finds its own earlier record: count attempts."""
+    try:
+        previous = json.loads(store.read_bytes(job_key(job_id, "progress.json")) or b"{}")
+    except ValueError:
+        return 0
+    if isinstance(previous, dict) and previous.get("call_id") == call_id and isinstance(previous.get("attempt"), int):
+        return previous["attempt"]
+    return 0
 
 
 def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter) -> dict[str, Any]:

@@ -86,3 +86,14 @@ def test_the_record_is_rewritten_as_a_heartbeat_when_nothing_moves(store):
     assert len(beats) >= 3
     assert len({record["worker_time"] for record in beats}) == len(beats)
     assert [record["sequence"] for record in records] == list(range(1, len(records) + 1))
+
+
+def test_a_rerun_of_the_same_call_counts_as_the_next_attempt(store, sample_clips):
+    """Modal restarts a preempted input with the same call id; its new records must say they are attempt 2."""
+    inputs = {1: add_input(store, sample_clips["silent"])}
+    payload = make_payload("multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}]}, inputs)
+    run_export(payload, store=store, call_id="fc-preempted")
+    run_export(payload, store=store, call_id="fc-preempted")
+    attempts = [record["attempt"] for record in read_log(store, payload["job_id"])]
+    assert attempts[0] == 1 and attempts[-1] == 2
+    assert attempts == sorted(attempts)

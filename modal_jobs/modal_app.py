@@ -1,0 +1,107 @@
+"""
+The deployable Modal app: one function per export kind. Deploy from the project root with
+
+    modal deploy modal_jobs/modal_app.py
+
+It needs the `exports-r2` secret in the Modal workspace, holding the AWS_* variables that
+S3Store.from_environment() reads (AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME). Imports no Django; the
+worker and the store are imported inside the function bodies, so importing this module
+(to deploy it, or in tests) needs neither.
+
+Retries are 0: the worker returns its failures instead of raising them, and a failure is
+not worth repeating; a raise or a time limit would otherwise be re-run for up to 4 hours more.
+Modal still restarts an input on its own after a preemption or an internal failure.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import modal
+
+from modal_jobs.modal_backend import FUNCTION_NAMES
+
+APP_NAME = "exports"
+R2_SECRET_NAME = "exports-r2"
+TIME_LIMIT_SECONDS = 4 * 60 * 60  # long multi-clip exports run 40+ minutes
+STARTUP_LIMIT_SECONDS = 10 * 60  # left unset, the startup limit would be the 4 hours too (SDK default)
+NVENC_ENCODER = {"EXPORTS_VIDEO_ENCODER": "h264_nvenc"}  # read by pipeline.py; libx264 when unset
+
+app = modal.App(APP_NAME)
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .pip_install("imageio-ffmpeg>=0.6,<0.9", "av>=14,<19", "pydantic>=2.9,<3", "boto3>=1.35,<2")
+    .add_local_python_source("modal_jobs")
+)
+r2_secret = modal.Secret.from_name(R2_SECRET_NAME)
+
+
+def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
+    """
+    Run the worker on this call; never raise.
+
+    The worker already returns its failures, but anything before it (the store, an import)
+    could raise, and an exception coming out of FunctionCall.get() would be read as being
+    about the call: a TimeoutError as "still running", an OSError as "Modal unreachable".
+    BaseExceptions go through: Modal's InputCancellation (a cancel) and KeyboardInterrupt (a preemption,
+    which Modal restarts) must reach Modal.
+
+    Modal 1.6.4 tells user code no attempt number (the retry count stays inside its IOContext),
+    so attempt is 1; a restarted input runs again with the same call id.
+    """
+    try:
+        from modal_jobs.store import S3Store
+        from modal_jobs.worker import run_export
+
+        store = S3Store.from_environment()
+        return run_export(payload, store=store, call_id=modal.current_function_call_id() or "", attempt=1)
+    except Exception as error:
+        traceback.print_exc()  # into the Modal logs
+        return {"status": "error", "message": f"The export could not run: {type(error).__name__}: {error}"}
+
+
+@app.function(
+    name=FUNCTION_NAMES["multi_clip"],
+    image=image,
+    secrets=[r2_secret],
+    cpu=8.0,
+    memory=8192,
+    timeout=TIME_LIMIT_SECONDS,
+    startup_timeout=STARTUP_LIMIT_SECONDS,
+    retries=0,
+)
+def export_multi_clip(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_in_modal(payload)
+
+
+@app.function(
+    name=FUNCTION_NAMES["framing_ai"],
+    image=image,
+    secrets=[r2_secret],
+    env=NVENC_ENCODER,  # becomes a Secret.from_dict on this function only; the image stays shared
+    gpu="L4",
+    cpu=8.0,  # decoding and the lanczos scaling still run on the CPU; NVENC does the encoding
+    memory=16384,
+    timeout=TIME_LIMIT_SECONDS,
+    startup_timeout=STARTUP_LIMIT_SECONDS,
+    retries=0,
+)
+def export_framing_ai(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_in_modal(payload)
+
+
+@app.function(
+    name=FUNCTION_NAMES["overlay"],
+    image=image,
+    secrets=[r2_secret],
+    cpu=8.0,
+    memory=8192,
+    timeout=TIME_LIMIT_SECONDS,
+    startup_timeout=STARTUP_LIMIT_SECONDS,
+    retries=0,
+)
+def export_overlay(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_in_modal(payload)

@@ -44,13 +44,20 @@ def start_export(request, project_id):
         job = services.start_export(owner=request.user, project=project, kind=kind, params=params)
     except InvalidBody as error:
         return json_error(str(error), status=400)
-    except InvalidParams as error:
-        return json_error("The export parameters are not valid.", status=400, fields=error.errors)
-    except services.AlreadyRunning as error:
-        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
-    except services.TooManyExports as error:
-        return json_error(str(error), status=429)
+    except (InvalidParams, services.ExportRefused) as error:
+        return refusal_response(error, invalid="The export parameters are not valid.")
     return job_response(job, status=201)
+
+
+def refusal_response(error: Exception, *, invalid: str) -> JsonResponse:
+    """The answer to a start (or retry) that cannot go ahead: 400 invalid, 409 conflicting, 429 over the cap."""
+    if isinstance(error, InvalidParams):
+        return json_error(invalid, status=400, fields=error.errors)
+    if isinstance(error, services.AlreadyRunning):
+        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
+    if isinstance(error, services.TooManyExports):
+        return json_error(str(error), status=429)
+    return json_error(str(error), status=409)
 
 
 @api_view("GET")
@@ -84,14 +91,8 @@ def retry_export(request, job_id):
     job = get_job_for_user(request.user, job_id)
     try:
         new_job = services.retry_export(job)
-    except services.NotRetryable as error:
-        return json_error(str(error), status=409)
-    except InvalidParams as error:
-        return json_error("This export can no longer run as it was.", status=400, fields=error.errors)
-    except services.AlreadyRunning as error:
-        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
-    except services.TooManyExports as error:
-        return json_error(str(error), status=429)
+    except (InvalidParams, services.ExportRefused) as error:
+        return refusal_response(error, invalid="This export can no longer run as it was.")
     return job_response(new_job, status=201)
 
 

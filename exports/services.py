@@ -204,17 +204,26 @@ def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.
         with transaction.atomic():
             record_event(job, Event.SPAWN_UNCONFIRMED, trigger=trigger, message=str(error))
     else:
-        transition(
-            job,
-            ExportStatus.PROCESSING,
-            trigger=trigger,
-            event=Event.SPAWNED,
-            message=call_id,
-            modal_call_id=call_id,
-            started_at=timezone.now(),
-        )
+        record_call_id(job, call_id, trigger=trigger, event=Event.SPAWNED)
     job.refresh_from_db()
     return job
+
+
+def record_call_id(job: ExportJob, call_id: str, *, trigger, event, budget: Budget | None = None) -> bool:
+    """Store the call id of a pending job (processing from now); a cancel requested meanwhile is sent now."""
+    recorded = transition(
+        job,
+        ExportStatus.PROCESSING,
+        trigger=trigger,
+        event=event,
+        message=call_id,
+        modal_call_id=call_id,
+        started_at=timezone.now(),
+    )
+    job.refresh_from_db(fields=["modal_call_id", "status", "cancel_requested_at"])
+    if recorded and job.cancel_requested_at:
+        _send_cancel(job, budget=budget)
+    return recorded
 
 
 # Reconciling
@@ -327,7 +336,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
         return record.worker_time != job.progress_at
     adopted = False
     if not job.modal_call_id and record.call_id:
-        adopted = _adopt_call_id(job, record.call_id, trigger=trigger, now=now)
+        adopted = record_call_id(job, record.call_id, trigger=trigger, event=Event.CALL_ID_ADOPTED, budget=budget)
     if record.worker_time == job.progress_at:
         return adopted
     shown = min(record.percent, 99)  # 100 only once finalized
@@ -352,24 +361,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     job.progress = max(job.progress, shown)
     job.stage, job.message = record.stage, record.message
     job.progress_at, job.heartbeat_seen_at = record.worker_time, now
-    if adopted and job.cancel_requested_at:
-        _send_cancel(job, budget=budget)
     return True
-
-
-def _adopt_call_id(job: ExportJob, call_id: str, *, trigger, now) -> bool:
-    adopted = transition(
-        job,
-        ExportStatus.PROCESSING,
-        trigger=trigger,
-        event=Event.CALL_ID_ADOPTED,
-        message=call_id,
-        modal_call_id=call_id,
-        started_at=now,
-    )
-    if not adopted:
-        job.refresh_from_db(fields=["modal_call_id", "status"])
-    return adopted
 
 
 def _send_cancel(job: ExportJob, *, budget) -> None:

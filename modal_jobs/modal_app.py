@@ -63,45 +63,33 @@ def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
         return {"status": "error", "message": f"The export could not run: {type(error).__name__}: {error}"}
 
 
-@app.function(
-    name=FUNCTION_NAMES["multi_clip"],
-    image=image,
-    secrets=[r2_secret],
-    cpu=8.0,
-    memory=8192,
-    timeout=TIME_LIMIT_SECONDS,
-    startup_timeout=STARTUP_LIMIT_SECONDS,
-    retries=0,
-)
+# What every export function shares; each adds its own resources.
+COMMON_OPTIONS = {
+    "image": image,
+    "secrets": [r2_secret],
+    "timeout": TIME_LIMIT_SECONDS,
+    "startup_timeout": STARTUP_LIMIT_SECONDS,
+    "retries": 0,
+}
+
+
+@app.function(name=FUNCTION_NAMES["multi_clip"], cpu=8.0, memory=8192, **COMMON_OPTIONS)
 def export_multi_clip(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)
 
 
 @app.function(
     name=FUNCTION_NAMES["framing_ai"],
-    image=image,
-    secrets=[r2_secret],
     env=NVENC_ENCODER,  # becomes a Secret.from_dict on this function only; the image stays shared
     gpu="L4",
     cpu=8.0,  # decoding and the lanczos scaling still run on the CPU; NVENC does the encoding
     memory=16384,
-    timeout=TIME_LIMIT_SECONDS,
-    startup_timeout=STARTUP_LIMIT_SECONDS,
-    retries=0,
+    **COMMON_OPTIONS,
 )
 def export_framing_ai(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)
 
 
-@app.function(
-    name=FUNCTION_NAMES["overlay"],
-    image=image,
-    secrets=[r2_secret],
-    cpu=8.0,
-    memory=8192,
-    timeout=TIME_LIMIT_SECONDS,
-    startup_timeout=STARTUP_LIMIT_SECONDS,
-    retries=0,
-)
+@app.function(name=FUNCTION_NAMES["overlay"], cpu=8.0, memory=8192, **COMMON_OPTIONS)
 def export_overlay(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)

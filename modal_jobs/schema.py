@@ -54,8 +54,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-class ClipRange(Strict):
-    clip_id: ClipId
+class TimeRange(Strict):
     start: Seconds = 0.0
     end: Seconds
 
@@ -64,6 +63,10 @@ class ClipRange(Strict):
         if self.end <= self.start:
             raise ValueError(f"end {_seconds(self.end)} s must be after start {_seconds(self.start)} s")
         return self
+
+
+class ClipRange(TimeRange):
+    clip_id: ClipId
 
 
 class MultiClipParams(Strict):
@@ -109,9 +112,8 @@ class FramingParams(Strict):
         return int(width) / int(height)
 
 
-class Highlight(Strict):
+class Highlight(TimeRange):
     start: Seconds
-    end: Seconds
     x: Fraction
     y: Fraction
     radius: Annotated[float, Field(gt=0, le=0.5)]
@@ -123,12 +125,6 @@ class Highlight(Strict):
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
             raise ValueError("color must look like #FFD400")
         return value.upper()
-
-    @model_validator(mode="after")
-    def end_after_start(self):
-        if self.end <= self.start:
-            raise ValueError(f"end {_seconds(self.end)} s must be after start {_seconds(self.start)} s")
-        return self
 
 
 class OverlayParams(Strict):

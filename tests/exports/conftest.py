@@ -50,3 +50,52 @@ def long_clip(project, long_video_path, monkeypatch):
     """A clip whose export takes half a minute here (x264's slowest preset), long enough to act mid-way."""
     monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
     return project_services.add_clip(project=project, path=str(long_video_path), original_name="long.mp4")
+
+
+@pytest.fixture
+def finished_call(executor, project, clip, eager_checks):
+    """A one-second export whose call has succeeded on the executor, not yet reconciled."""
+    from exports import services
+    from modal_jobs.executors import CallStatus
+
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    return job
+
+
+class GroupListener:
+    """A channel in the owner's group of the real channel layer: what broadcasts the owner's sockets would get."""
+
+    def __init__(self, user_id):
+        from asgiref.sync import async_to_sync
+        from channels.layers import get_channel_layer
+
+        from exports.broadcast import user_group
+
+        self.layer = get_channel_layer()
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(user_group(user_id), self.channel)
+
+    def drain(self, quiet_seconds=0.3) -> list[dict]:
+        """Every message received until none arrives for `quiet_seconds`."""
+        import asyncio
+
+        from asgiref.sync import async_to_sync
+
+        messages = []
+
+        async def receive_all():
+            while True:
+                try:
+                    messages.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=quiet_seconds))
+                except TimeoutError:
+                    return
+
+        async_to_sync(receive_all)()
+        return messages
+
+
+@pytest.fixture
+def owner_broadcasts(project):
+    return GroupListener(project.owner_id)

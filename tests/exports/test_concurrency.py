@@ -6,16 +6,10 @@ twenty reconciliations of one finished call, twenty starts of one export.
 import threading
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 
 from exports import services
-from exports.broadcast import user_group
 from exports.models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
-from modal_jobs.executors import CallStatus
-
-from .conftest import wait_for
 
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
@@ -44,30 +38,8 @@ def race(function, count=RACERS):
     return results
 
 
-def drain(channel_name):
-    layer = get_channel_layer()
-    messages = []
-
-    async def receive_all():
-        import asyncio
-
-        while True:
-            try:
-                messages.append(await asyncio.wait_for(layer.receive(channel_name), timeout=0.3))
-            except TimeoutError:
-                return
-
-    async_to_sync(receive_all)()
-    return messages
-
-
-def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(executor, project, clip, eager_checks):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(project.owner_id), channel)
+def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_call, owner_broadcasts):
+    job = finished_call
 
     outcomes = race(
         lambda: services.reconcile_job(
@@ -79,7 +51,7 @@ def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(executor, pr
     assert outcomes.count(services.Outcome.COMPLETED) == 1
     assert WorkingVideo.objects.filter(export_job_id=job.pk).count() == 1
     assert ExportJobEvent.objects.filter(job_id=job.pk, kind="completed").count() == 1
-    completions = [message for message in drain(channel) if message["job"]["status"] == "complete"]
+    completions = [message for message in owner_broadcasts.drain() if message["job"]["status"] == "complete"]
     assert len(completions) == 1
     assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
 

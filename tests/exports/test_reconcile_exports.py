@@ -14,14 +14,11 @@ from django.core.management import CommandError, call_command
 from django.db.backends.signals import connection_created
 from django.utils import timezone
 
-from exports import services
 from exports.models import ExportJob, ExportJobEvent, ExportKind, ExportStatus, WorkingVideo
-from modal_jobs.executors import CallStatus
 from projects.models import Project
 
 from ..factories import ExportJobFactory, ProjectFactory
 from ..servers import ROOT, AppServer
-from .conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,10 +41,8 @@ def unknown_call_id():
     return f"local-{uuid.uuid4().hex}"
 
 
-def test_it_finalizes_what_finished_and_summarizes_by_outcome(executor, project, clip, eager_checks):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    finished = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(finished.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+def test_it_finalizes_what_finished_and_summarizes_by_outcome(finished_call):
+    finished = finished_call
     lost = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
     ExportJob.objects.filter(pk=lost.pk).update(heartbeat_seen_at=timezone.now() - timedelta(hours=2))
 
@@ -59,18 +54,8 @@ def test_it_finalizes_what_finished_and_summarizes_by_outcome(executor, project,
     assert run().startswith("Reconciled 0 active export(s)")
 
 
-def test_a_dry_run_reports_but_changes_no_row_event_or_broadcast(executor, project, clip, eager_checks):
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from exports.broadcast import user_group
-
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(user_group(project.owner_id), channel)
+def test_a_dry_run_reports_but_changes_no_row_event_or_broadcast(finished_call, owner_broadcasts):
+    owner_broadcasts.drain()  # what starting it broadcast
     before = database_state()
 
     output = run("--dry-run")
@@ -79,16 +64,7 @@ def test_a_dry_run_reports_but_changes_no_row_event_or_broadcast(executor, proje
     assert "completed    1" in output
     assert database_state() == before
 
-    async def nothing_received():
-        import asyncio
-
-        try:
-            await asyncio.wait_for(layer.receive(channel), timeout=0.3)
-        except TimeoutError:
-            return True
-        return False
-
-    assert async_to_sync(nothing_received)()
+    assert owner_broadcasts.drain() == []
 
 
 def test_filters_select_jobs_by_user_id_and_age(executor, eager_checks):

@@ -206,3 +206,18 @@ def test_a_definite_spawn_refusal_is_spawn_failed(executor, project, clip):
         "injected: the function is not deployed",
     )
     assert executor.calls["spawn"] == 1
+
+
+def test_a_cancel_on_a_pending_job_is_honoured_once_its_call_id_is_known(executor, project, long_clip, eager_checks):
+    executor.fault = "lose_spawn_reply"
+    job = start(project, long_clip, end=10)
+    executor.fault = None
+    services.cancel_export(job)
+    assert executor.calls["cancel"] == 0  # no call id to cancel yet
+
+    job = reconcile_until_finished(job, timeout=60)
+
+    assert job.events.filter(kind="call_id_adopted").count() == 1
+    assert executor.calls["cancel"] >= 1
+    assert job.status == ExportStatus.CANCELLED
+    assert executor.calls["spawn"] == 1

@@ -41,6 +41,8 @@ def json_body(request) -> dict:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidBody("The body is not valid JSON.") from None
+    except RecursionError:
+        raise InvalidBody("The body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise InvalidBody("The body must be a JSON object.")
     return body

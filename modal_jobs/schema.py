@@ -89,7 +89,7 @@ class FramingParams(Strict):
     @field_validator("aspect")
     @classmethod
     def aspect_is_a_ratio(cls, value: str) -> str:
-        match = re.fullmatch(r"(\d{1,3}):(\d{1,3})", value)
+        match = re.fullmatch(r"([0-9]{1,3}):([0-9]{1,3})", value)  # not \d: it matches every script's digits
         if not match or int(match[1]) == 0 or int(match[2]) == 0:
             raise ValueError("aspect must look like 9:16 (two whole numbers from 1 to 999)")
         ratio = int(match[1]) / int(match[2])
@@ -146,7 +146,7 @@ def clip_ids(kind: str, params: Mapping[str, Any]) -> list[int]:
         found = [entry.get("clip_id") for entry in params["clips"][:MAX_CLIPS] if isinstance(entry, dict)]
     elif isinstance(params, Mapping):
         found = [params.get("clip_id")]
-    return [value for value in found if isinstance(value, int) and not isinstance(value, bool)]
+    return [value for value in found if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63]
 
 
 def validate_params(kind: str, params: Any, clips: Mapping[int, ClipFacts]) -> Strict:

@@ -104,10 +104,10 @@ def test_the_page_recovers_by_itself_when_the_server_is_killed_mid_export(person
     watch(person.page, job_id, until=lambda status, percent: status == "complete")
     person.page.wait_for_selector('[data-role="connection"]:has-text("live")', timeout=40000)
     assert working_videos_for(server, job_id) == 1
-    # Errors while the server was down are the browser reporting refused connections, not the page's own.
-    assert [
-        error for error in person.errors if "ERR_CONNECTION_REFUSED" not in error and "WebSocket" not in error
-    ] == []
+    # While the server is down the browser itself logs failed connections (net::ERR_..., WebSocket); the page
+    # logs nothing of its own.
+    own_errors = [error for error in person.errors if "net::ERR_" not in error and "WebSocket" not in error]
+    assert own_errors == []
 
 
 def test_with_the_socket_blocked_the_page_completes_by_polling(person, server):

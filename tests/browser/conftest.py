@@ -83,6 +83,10 @@ class BrowserSession:
         page.click("text=Demo project")
         page.wait_for_selector("#export-forms")
 
+    def own_errors(self) -> list[str]:
+        """Console errors of the page itself; failed connections the browser logs while a server is away are not."""
+        return [error for error in self.errors if "net::ERR_" not in error and "WebSocket" not in error]
+
     def close(self):
         self.context.close()
 

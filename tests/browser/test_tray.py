@@ -104,10 +104,7 @@ def test_the_page_recovers_by_itself_when_the_server_is_killed_mid_export(person
     watch(person.page, job_id, until=lambda status, percent: status == "complete")
     person.page.wait_for_selector('[data-role="connection"]:has-text("live")', timeout=40000)
     assert working_videos_for(server, job_id) == 1
-    # While the server is down the browser itself logs failed connections (net::ERR_..., WebSocket); the page
-    # logs nothing of its own.
-    own_errors = [error for error in person.errors if "net::ERR_" not in error and "WebSocket" not in error]
-    assert own_errors == []
+    assert person.own_errors() == []
 
 
 def test_with_the_socket_blocked_the_page_completes_by_polling(person, server):
@@ -119,6 +116,7 @@ def test_with_the_socket_blocked_the_page_completes_by_polling(person, server):
     samples = watch(person.page, job_id, until=lambda status, percent: status == "complete")
     assert len({percent for _, percent in samples}) >= 3
     assert "live" not in person.page.inner_text('[data-role="connection"]')
+    assert person.own_errors() == []
 
 
 def test_signing_out_in_another_tab_shows_a_sign_in_prompt_not_a_reconnect_loop(person, server):

@@ -46,19 +46,24 @@ class SuspectFilter(admin.SimpleListFilter):
         return queryset.filter(silent, status__in=[ExportStatus.PENDING, ExportStatus.PROCESSING])
 
 
-class ExportJobEventInline(admin.TabularInline):
-    model = ExportJobEvent
+class ReadOnlyInline(admin.TabularInline):
+    """A record written by the services only: shown, never added, edited or deleted by hand."""
+
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "trigger", "actor", "message", "data"]
-    readonly_fields = fields
-    ordering = ["created_at", "id"]
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ExportJobEventInline(ReadOnlyInline):
+    model = ExportJobEvent
+    fields = ["created_at", "kind", "trigger", "actor", "message", "data"]
+    readonly_fields = fields
+    ordering = ["created_at", "id"]
 
 
 @admin.register(ExportJob)
@@ -172,15 +177,10 @@ class ExportJobAdmin(admin.ModelAdmin):
         self.message_user(request, f"Marked {changed} job(s) as error.")
 
 
-class WorkingVideoInline(admin.TabularInline):
+class WorkingVideoInline(ReadOnlyInline):
     model = WorkingVideo
-    extra = 0
-    can_delete = False
     fields = ["export_job", "duration", "width", "height", "size", "created_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 # The project admin lists working videos too; registered from here so that projects imports nothing of exports.

@@ -31,7 +31,7 @@ class ProgressRecord:
     message: str
     call_id: str
     sequence: int
-    worker_time: datetime | None
+    worker_time: datetime
 
 
 def read_progress(job_id) -> ProgressRecord | None:
@@ -55,6 +55,10 @@ def parse_progress(raw: bytes, *, job_id=None) -> ProgressRecord | None:
     if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
         logger.warning("Ignoring a progress record of job %s with percent %r", job_id, percent)
         return None
+    worker_time = _time(record.get("worker_time"))
+    if worker_time is None:
+        logger.warning("Ignoring a progress record of job %s without a valid worker_time", job_id)
+        return None
     call_id = record.get("call_id")
     sequence = record.get("sequence")
     return ProgressRecord(
@@ -63,7 +67,7 @@ def parse_progress(raw: bytes, *, job_id=None) -> ProgressRecord | None:
         message=_text(record.get("message"), 500),
         call_id=call_id if isinstance(call_id, str) and CALL_ID_PATTERN.match(call_id) else "",
         sequence=sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else 0,
-        worker_time=_time(record.get("worker_time")),
+        worker_time=worker_time,
     )
 
 

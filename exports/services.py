@@ -330,7 +330,7 @@ def _claim(job: ExportJob, field: str, interval_seconds: float, now) -> bool:
 def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bool:
     """Store the worker's latest record on the row if it changed; adopt its call id if we have none."""
     record = records.read_progress(job.pk)
-    if record is None or record.worker_time is None:
+    if record is None:
         return False
     if dry_run:
         return record.worker_time != job.progress_at

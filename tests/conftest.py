@@ -5,10 +5,14 @@ import pytest
 from django.test import Client
 from moto.server import ThreadedMotoServer
 
+from exports.executor import use_backend
+from modal_jobs.backends import get_backend
 from modal_jobs.media import generate_test_clip
 from projects import services as project_services
 
 from .factories import PASSWORD, ProjectFactory, UserFactory
+from .faults import FaultInjectingBackend
+from .processes import kill_all_workers
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +107,30 @@ def make_bucket(endpoint: str) -> str:
     bucket = f"exports-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint, **S3_CREDENTIALS).create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(autouse=True)
+def fresh_executor():
+    """Each test gets an executor (and circuit breaker) built from its own settings."""
+    use_backend(None)
+    yield
+    use_backend(None)
+
+
+@pytest.fixture
+def eager_checks(settings):
+    """Let every look read progress and ask the executor (no claim intervals)."""
+    settings.EXPORTS_PROGRESS_INTERVAL_SECONDS = 0
+    settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 0
+
+
+@pytest.fixture
+def executor(settings, tmp_path):
+    """The real LocalBackend (its own folder per test) behind the fault-injecting wrapper, as the app's executor."""
+    settings.LOCAL_EXECUTOR_DIR = tmp_path / "executor"
+    settings.EXPORTS_BREAKER_COOLDOWN_SECONDS = 0.5
+    wrapper = FaultInjectingBackend(get_backend())
+    use_backend(wrapper)
+    yield wrapper
+    wrapper.release()
+    kill_all_workers(settings.LOCAL_EXECUTOR_DIR)

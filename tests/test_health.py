@@ -2,21 +2,7 @@
 
 import pytest
 
-from exports.executor import use_backend
-from modal_jobs.backends import get_backend
-
-from .faults import FaultInjectingBackend
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def executor(settings, tmp_path):
-    settings.LOCAL_EXECUTOR_DIR = tmp_path / "executor"
-    wrapper = FaultInjectingBackend(get_backend())
-    use_backend(wrapper)
-    yield wrapper
-    use_backend(None)
 
 
 def test_all_parts_answer(client, executor):

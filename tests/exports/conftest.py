@@ -1,25 +1,8 @@
 import pytest
 
-from modal_jobs.media import generate_test_clip
-from projects import services as project_services
-
 from ..processes import wait_for
 
 __all__ = ["wait_for"]
-
-
-@pytest.fixture(scope="session")
-def long_video_path(media_dir):
-    path = media_dir / "long.mp4"
-    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=10, width=1280, height=720)
-    return path
-
-
-@pytest.fixture
-def long_clip(project, long_video_path, monkeypatch):
-    """A clip whose export takes half a minute here (x264's slowest preset), long enough to act mid-way."""
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
-    return project_services.add_clip(project=project, path=str(long_video_path), original_name="long.mp4")
 
 
 @pytest.fixture

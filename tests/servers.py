@@ -123,3 +123,14 @@ class Browser:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
+
+    def start_demo_export(self):
+        """Start a multi-clip export of the whole demo project over the API; return (project, clips, job)."""
+        project = self.get_json("/api/projects/")["projects"][0]
+        clips = self.get_json(f"/api/projects/{project['id']}/")["project"]["clips"]
+        params = {"clips": [{"clip_id": clip["id"], "start": 0, "end": clip["duration"]} for clip in clips]}
+        status, body = self.post_json(
+            f"/api/projects/{project['id']}/exports/", {"kind": "multi_clip", "params": params}
+        )
+        assert status == 201, body
+        return project, clips, body["job"]

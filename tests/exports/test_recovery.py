@@ -28,14 +28,7 @@ def server(tmp_path):
 def test_an_export_survives_the_web_server_being_killed_and_is_finalized_after_restart(server):
     browser = Browser(server.url)
     browser.sign_in("demo", "demo")
-    project = browser.get_json("/api/projects/")["projects"][0]
-    clips = browser.get_json(f"/api/projects/{project['id']}/")["project"]["clips"]
-    params = {"clips": [{"clip_id": clip["id"], "start": 0, "end": clip["duration"]} for clip in clips]}
-    status, body = browser.post_json(
-        f"/api/projects/{project['id']}/exports/", {"kind": "multi_clip", "params": params}
-    )
-    assert status == 201, body
-    job = body["job"]
+    project, clips, job = browser.start_demo_export()
     assert job["status"] == "processing"
 
     server.kill()

@@ -75,14 +75,8 @@ def test_requests_fail_cleanly_while_postgres_is_down_and_everything_recovers(po
     database, server = postgres_and_server
     browser = Browser(server.url)
     browser.sign_in("demo", "demo")
-    project = browser.get_json("/api/projects/")["projects"][0]
-    clips = browser.get_json(f"/api/projects/{project['id']}/")["project"]["clips"]
-    params = {"clips": [{"clip_id": clip["id"], "start": 0, "end": clip["duration"]} for clip in clips]}
-    status, body = browser.post_json(
-        f"/api/projects/{project['id']}/exports/", {"kind": "multi_clip", "params": params}
-    )
-    assert status == 201
-    job_id = body["job"]["id"]
+    project, _, job = browser.start_demo_export()
+    job_id = job["id"]
 
     database.stop()
     started = time.monotonic()

@@ -72,14 +72,8 @@ def test_pages_and_polling_work_without_redis_and_sockets_return_with_it(redis_a
     browser.sign_in("demo", "demo")
     cookie = "; ".join(f"{cookie.name}={cookie.value}" for cookie in browser.cookies)
     assert socket_snapshot(server, cookie)["type"] == "snapshot"
-    project = browser.get_json("/api/projects/")["projects"][0]
-    clips = browser.get_json(f"/api/projects/{project['id']}/")["project"]["clips"]
-    params = {"clips": [{"clip_id": clip["id"], "start": 0, "end": clip["duration"]} for clip in clips]}
-    status, body = browser.post_json(
-        f"/api/projects/{project['id']}/exports/", {"kind": "multi_clip", "params": params}
-    )
-    assert status == 201
-    job_id = body["job"]["id"]
+    project, _, job = browser.start_demo_export()
+    job_id = job["id"]
 
     redis.stop()
 

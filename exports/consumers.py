@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from . import services
 from .broadcast import user_group
-from .executor import Budget
 from .models import ACTIVE_STATUSES, ExportJob, Trigger
 from .serializers import serialize_job
 
@@ -68,17 +67,12 @@ def cursor_for(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def reconcile_jobs(job_ids: list) -> list:
-    """Reconcile the socket's active jobs; return the ids still active. Runs on a worker thread."""
+def reconcile_socket_jobs(user, job_ids: list) -> list:
+    """Reconcile the jobs a socket follows; return the ids still active. Runs on a worker thread."""
     close_old_connections()
     try:
-        budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
-        still_active = []
-        for job in ExportJob.objects.filter(pk__in=job_ids, status__in=ACTIVE_STATUSES).select_related("project"):
-            services.reconcile_job(job, trigger=Trigger.CONSUMER, budget=budget)
-            if job.is_active:
-                still_active.append(job.pk)
-        return still_active
+        jobs = ExportJob.objects.owned_by(user).filter(pk__in=job_ids)
+        return [job.pk for job in services.reconcile_jobs(jobs, trigger=Trigger.CONSUMER)]
     finally:
         close_old_connections()
 
@@ -143,14 +137,14 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
 
     async def tick(self):
-        reconcile = sync_to_async(reconcile_jobs, thread_sensitive=False)
+        reconcile = sync_to_async(reconcile_socket_jobs, thread_sensitive=False)
         while True:
             await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
             if not self.active_job_ids:
                 continue
             checked = set(self.active_job_ids)
             try:
-                still_active = await reconcile(list(checked))
+                still_active = await reconcile(self.user, list(checked))
             except Exception:
                 logger.exception("Reconciling jobs for socket of user %s failed", self.user.pk)
                 continue

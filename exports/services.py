@@ -505,11 +505,20 @@ def purge_deleted_projects() -> int:
     return sum(purge_project_if_idle(project) for project in Project.objects.deleted())
 
 
-def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:
-    """The lazy check behind pages and the API: the user's active jobs, within one request's executor budget."""
+def reconcile_jobs(jobs, *, trigger) -> list[ExportJob]:
+    """Reconcile the active ones of `jobs` within one request's executor budget; return those still active."""
     budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
-    for job in ExportJob.objects.owned_by(owner).active().select_related("project"):
+    still_active = []
+    for job in jobs.active().select_related("project"):
         reconcile_job(job, trigger=trigger, budget=budget)
+        if job.is_active:
+            still_active.append(job)
+    return still_active
+
+
+def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:
+    """The lazy check behind pages and the API: all the user's active jobs."""
+    reconcile_jobs(ExportJob.objects.owned_by(owner), trigger=trigger)
 
 
 def mark_as_error(job: ExportJob, *, actor, message: str = "", budget: Budget | None = None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from .executors import ExecutorBackend
@@ -37,18 +38,28 @@ def store_from_settings():
     """The object store as the web app reads it: the same bucket or folder as Django's default storage."""
     from django.conf import settings
 
-    from .store import FileSystemStore, S3Store
+    from .store import FileSystemStore
 
     if settings.AWS_STORAGE_BUCKET_NAME:
         options = settings.STORAGES["default"]["OPTIONS"]
-        return S3Store.from_environment(
-            {
-                "AWS_STORAGE_BUCKET_NAME": options["bucket_name"],
-                "AWS_S3_ENDPOINT_URL": options.get("endpoint_url") or "",
-                "AWS_ACCESS_KEY_ID": options.get("access_key") or "",
-                "AWS_SECRET_ACCESS_KEY": options.get("secret_key") or "",
-                "AWS_S3_REGION_NAME": options.get("region_name") or "auto",
-                "AWS_S3_ADDRESSING_STYLE": options.get("addressing_style") or "path",
-            }
+        return _s3_store(
+            tuple(
+                {
+                    "AWS_STORAGE_BUCKET_NAME": options["bucket_name"],
+                    "AWS_S3_ENDPOINT_URL": options.get("endpoint_url") or "",
+                    "AWS_ACCESS_KEY_ID": options.get("access_key") or "",
+                    "AWS_SECRET_ACCESS_KEY": options.get("secret_key") or "",
+                    "AWS_S3_REGION_NAME": options.get("region_name") or "auto",
+                    "AWS_S3_ADDRESSING_STYLE": options.get("addressing_style") or "path",
+                }.items()
+            )
         )
     return FileSystemStore(settings.MEDIA_ROOT)
+
+
+@lru_cache(maxsize=4)
+def _s3_store(environment: tuple):
+    """One boto3 client per configuration: building one costs far more than the progress read it serves."""
+    from .store import S3Store
+
+    return S3Store.from_environment(dict(environment))

@@ -7,7 +7,6 @@ Range requests); on S3/R2 the browser is redirected to a presigned URL made
 fresh for each request, so a link in a page left open for hours never expires.
 """
 
-from django.conf import settings
 from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from werkzeug.datastructures import Range
@@ -20,10 +19,10 @@ def media_response(request, field_file, *, content_type: str, filename: str, as_
     storage = field_file.storage
     disposition = content_disposition_header(as_attachment, filename)
     if not _is_local(storage):
+        # S3Storage signs for its own querystring_expire (MEDIA_URL_EXPIRE_SECONDS).
         url = storage.url(
             field_file.name,
             parameters={"ResponseContentDisposition": disposition, "ResponseContentType": content_type},
-            expire=settings.STORAGES["default"]["OPTIONS"].get("querystring_expire", 300),
         )
         return HttpResponseRedirect(url)
     path = storage.path(field_file.name)

@@ -153,10 +153,6 @@ class ExportJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    @property
-    def storage_prefix(self) -> str:
-        return f"exports/{self.pk}/"
-
 
 class ExportJobEvent(models.Model):
     """

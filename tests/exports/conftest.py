@@ -2,8 +2,6 @@ import pytest
 
 from ..processes import wait_for
 
-__all__ = ["wait_for"]
-
 
 @pytest.fixture
 def finished_call(executor, project, clip, eager_checks):

@@ -10,7 +10,7 @@ from modal_jobs.executors import CallStatus
 from projects.models import Project
 
 from ..factories import ExportJobFactory, ProjectFactory
-from .conftest import wait_for
+from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from projects import services as project_services
 from projects.models import Clip, Project
 
 from ..factories import ExportJobFactory, ProjectFactory
-from .conftest import wait_for
+from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

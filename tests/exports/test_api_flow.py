@@ -8,7 +8,7 @@ from django.urls import reverse
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 from modal_jobs.media import probe
 
-from .conftest import wait_for
+from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ from exports import services
 from exports.executor import get_executor
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 
-from .conftest import wait_for
+from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,8 +15,7 @@ from modal_jobs.executors import CallStatus
 from modal_jobs.store import job_key
 
 from ..factories import ExportJobFactory
-from ..processes import group_members
-from .conftest import wait_for
+from ..processes import group_members, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -46,9 +46,7 @@ def clip_upload(request, project_id):
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
-            clip = services.add_clip(
-                project=project, path=upload.temporary_file_path(), original_name=upload.name
-            )
+            clip = services.add_clip(project=project, path=upload.temporary_file_path(), original_name=upload.name)
         except MediaProbeError as error:
             form.add_error("file", f"{upload.name}: {error}")
         else:

@@ -75,6 +75,38 @@ class GuardedExecutor:
     def poll(self, call_id: str, *, budget: Budget | None = None) -> CallState:
         return self._call("poll", call_id, budget=budget)
 
+    def poll_many(self, call_ids: list[str], *, budget: Budget | None = None) -> dict[str, CallState | Exception]:
+        """
+        Poll the calls at once, within one deadline; each id maps to its state or to the ExecutorUnavailable
+        that stands in for it, so one slow call costs the others nothing.
+        """
+        answers: dict[str, CallState | Exception] = {}
+        if not call_ids:
+            return answers
+        if self.breaker_open:
+            error = CircuitOpen(f"The executor failed {self.failure_threshold} times in a row; retrying shortly.")
+            return dict.fromkeys(call_ids, error)
+        timeout = self.deadline_seconds if budget is None else min(self.deadline_seconds, budget.remaining())
+        if timeout <= 0:
+            return dict.fromkeys(call_ids, BudgetExhausted("No time left in this request for executor checks."))
+        futures = {self._pool.submit(self.backend.poll, call_id): call_id for call_id in call_ids}
+        done, late = wait(futures, timeout=timeout)
+        failed = answered = 0
+        for future, call_id in futures.items():
+            if future in late:
+                future.cancel()
+                answers[call_id] = ExecutorUnavailable(f"The executor did not answer poll within {timeout:.1f} s.")
+                failed += 1
+                continue
+            try:
+                answers[call_id] = future.result()
+                answered += 1
+            except ExecutorUnavailable as error:
+                answers[call_id] = error
+                failed += 1
+        self._record_outcomes(failed=failed, answered=answered)
+        return answers
+
     def cancel(self, call_id: str, *, budget: Budget | None = None) -> None:
         self._call("cancel", call_id, budget=budget)
 
@@ -90,20 +122,23 @@ class GuardedExecutor:
         done, _ = wait([future], timeout=timeout)
         if not done:
             future.cancel()  # a call still queued behind hung ones must not start late
-            self._failed()
+            self._record_outcomes(failed=1)
             raise ExecutorUnavailable(f"The executor did not answer {operation} within {timeout:.1f} s.")
         try:
             result = future.result()
         except ExecutorUnavailable:
-            self._failed()
+            self._record_outcomes(failed=1)
             raise
-        with self._lock:
-            self._consecutive_failures = 0
+        self._record_outcomes(answered=1)
         return result
 
-    def _failed(self) -> None:
+    def _record_outcomes(self, *, failed: int = 0, answered: int = 0) -> None:
+        """Any answer closes the breaker's count; failures with no answer among them add up to opening it."""
         with self._lock:
-            self._consecutive_failures += 1
+            if answered:
+                self._consecutive_failures = 0
+                return
+            self._consecutive_failures += failed
             if self._consecutive_failures >= self.failure_threshold:
                 self._open_until = time.monotonic() + self.cooldown_seconds
                 logger.warning("Executor circuit breaker open for %.1f s", self.cooldown_seconds)
@@ -119,6 +154,7 @@ def _guarded(backend: ExecutorBackend) -> GuardedExecutor:
         deadline_seconds=settings.EXPORTS_EXECUTOR_DEADLINE_SECONDS,
         failure_threshold=settings.EXPORTS_BREAKER_FAILURES,
         cooldown_seconds=settings.EXPORTS_BREAKER_COOLDOWN_SECONDS,
+        pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY,
     )
 
 

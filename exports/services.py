@@ -288,27 +288,84 @@ def reconcile_job(job: ExportJob, *, trigger, budget: Budget | None = None, dry_
     look, each is done about once per interval. A dry run claims nothing and
     writes nothing; it reports what a real run would do.
     """
-    if job.status in TERMINAL_STATUSES:
-        return Outcome.TERMINAL
-    now = now or timezone.now()
-    progressed = False
-    if dry_run or _claim(job, "progress_checked_at", settings.EXPORTS_PROGRESS_INTERVAL_SECONDS, now):
-        progressed = _read_progress(job, trigger=trigger, budget=budget, now=now, dry_run=dry_run)
-    if not (dry_run or _claim(job, "executor_checked_at", settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS, now)):
-        return Outcome.PROGRESSED if progressed else Outcome.UNCHANGED
+    check = _begin_check(job, trigger=trigger, budget=budget, dry_run=dry_run, now=now)
+    if check.poll:
+        try:
+            check.state = get_executor().poll(job.modal_call_id, budget=budget)
+        except ExecutorUnavailable as error:
+            check.state = error
+    return _conclude_check(check, trigger=trigger, budget=budget)
 
-    if not job.modal_call_id:
-        if not is_stale(job, now=now):
-            return Outcome.PROGRESSED if progressed else Outcome.UNCHANGED
+
+def reconcile_jobs(jobs, *, trigger) -> list[ExportJob]:
+    """Reconcile the active ones of `jobs` within one request's executor budget; return those still active."""
+    budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
+    checked = reconcile_each(jobs.active().select_related("project"), trigger=trigger, budget=budget)
+    return [job for job, _ in checked if job.is_active]
+
+
+def reconcile_each(jobs, *, trigger, budget: Budget | None = None, dry_run: bool = False) -> list:
+    """
+    Reconcile each job as reconcile_job does, but ask the executor about all of them at once.
+
+    A page whose owner has twenty running exports then waits one round trip
+    to the executor, not twenty; reconcile_exports keeps many calls in flight
+    with few database threads. Returns (job, outcome) pairs.
+    """
+    checks = [_begin_check(job, trigger=trigger, budget=budget, dry_run=dry_run) for job in jobs]
+    polled = [check for check in checks if check.poll]
+    states = get_executor().poll_many([check.job.modal_call_id for check in polled], budget=budget)
+    for check in polled:
+        check.state = states[check.job.modal_call_id]
+    return [(check.job, _conclude_check(check, trigger=trigger, budget=budget)) for check in checks]
+
+
+@dataclass
+class _Check:
+    """One reconciliation between its database steps and its executor call (which may run alongside others')."""
+
+    job: ExportJob
+    now: object
+    dry_run: bool
+    progressed: bool = False
+    outcome: Outcome | None = None  # decided before asking the executor
+    poll: bool = False  # the executor must be asked
+    state: CallState | ExecutorUnavailable | None = None
+
+
+def _begin_check(job: ExportJob, *, trigger, budget, dry_run: bool = False, now=None) -> _Check:
+    """Claim what is due, read the worker's progress; say whether the executor must be asked."""
+    check = _Check(job=job, now=now or timezone.now(), dry_run=dry_run)
+    if job.status in TERMINAL_STATUSES:
+        check.outcome = Outcome.TERMINAL
+        return check
+    claimed = {"progress_checked_at", "executor_checked_at"} if dry_run else _claim_due_checks(job, check.now)
+    if "progress_checked_at" in claimed:
+        check.progressed = _read_progress(job, trigger=trigger, budget=budget, now=check.now, dry_run=dry_run)
+    progressed = Outcome.PROGRESSED if check.progressed else Outcome.UNCHANGED
+    if "executor_checked_at" not in claimed:
+        check.outcome = progressed
+    elif job.modal_call_id:
+        check.poll = True
+    elif not is_stale(job, now=check.now):
+        check.outcome = progressed
+    return check
+
+
+def _conclude_check(check: _Check, *, trigger, budget) -> Outcome:
+    """Decide from the executor's answer (or the lack of a call) and apply it."""
+    job, now, dry_run = check.job, check.now, check.dry_run
+    if check.outcome is not None:
+        return check.outcome
+    if not check.poll:  # no call id, and stale
         if job.cancel_requested_at:
             decision = Decision(Outcome.CANCELLED, message="Cancelled before it started.")
         else:
             decision = Decision(Outcome.LOST, reason=ErrorReason.LOST, message=lost_message(job, None))
     else:
-        try:
-            state = get_executor().poll(job.modal_call_id, budget=budget)
-        except ExecutorUnavailable as error:
-            logger.info("Executor unavailable for job %s (%s): %s", job.pk, job.modal_call_id, error)
+        state = check.state
+        if isinstance(state, ExecutorUnavailable):
+            logger.info("Executor unavailable for job %s (%s): %s", job.pk, job.modal_call_id, state)
             return Outcome.UNAVAILABLE
         stored = None
         if state.status in (CallStatus.EXPIRED, CallStatus.UNKNOWN):
@@ -317,14 +374,41 @@ def reconcile_job(job: ExportJob, *, trigger, budget: Budget | None = None, dry_
         if state.status is CallStatus.RUNNING and job.cancel_requested_at and not dry_run:
             _send_cancel(job, budget=budget)  # the first cancel may not have reached the executor
     if dry_run or decision.outcome is Outcome.UNCHANGED:
-        return Outcome.PROGRESSED if progressed and decision.outcome is Outcome.UNCHANGED else decision.outcome
+        return Outcome.PROGRESSED if check.progressed and decision.outcome is Outcome.UNCHANGED else decision.outcome
     return _apply(job, decision, trigger=trigger)
 
 
-def _claim(job: ExportJob, field: str, interval_seconds: float, now) -> bool:
-    cutoff = now - timedelta(seconds=interval_seconds)
-    due = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": cutoff})
-    return ExportJob.objects.filter(due, pk=job.pk, status__in=ACTIVE_STATUSES).update(**{field: now}) == 1
+CHECK_INTERVALS = {
+    "progress_checked_at": lambda: settings.EXPORTS_PROGRESS_INTERVAL_SECONDS,
+    "executor_checked_at": lambda: settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS,
+}
+
+
+def _claim_due_checks(job: ExportJob, now) -> set[str]:
+    """
+    Claim the checks that are due; return the names of their fields.
+
+    The row as loaded already tells which checks cannot be due (checked-at
+    times only move forward), so those cost no query; when both look due one
+    UPDATE claims both, and only if someone else got there first are they
+    claimed one by one.
+    """
+    cutoffs = {field: now - timedelta(seconds=interval()) for field, interval in CHECK_INTERVALS.items()}
+    due = [field for field, cutoff in cutoffs.items() if getattr(job, field) is None or getattr(job, field) <= cutoff]
+    if len(due) > 1 and _claim(job, due, cutoffs, now):
+        return set(due)
+    return {field for field in due if _claim(job, [field], cutoffs, now)}
+
+
+def _claim(job: ExportJob, fields: list[str], cutoffs: dict, now) -> bool:
+    condition = Q(pk=job.pk, status__in=ACTIVE_STATUSES)
+    for field in fields:
+        condition &= Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": cutoffs[field]})
+    if ExportJob.objects.filter(condition).update(**dict.fromkeys(fields, now)) != 1:
+        return False
+    for field in fields:
+        setattr(job, field, now)
+    return True
 
 
 def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bool:
@@ -503,17 +587,6 @@ def purge_project_if_idle(project: Project) -> bool:
 
 def purge_deleted_projects() -> int:
     return sum(purge_project_if_idle(project) for project in Project.objects.deleted())
-
-
-def reconcile_jobs(jobs, *, trigger) -> list[ExportJob]:
-    """Reconcile the active ones of `jobs` within one request's executor budget; return those still active."""
-    budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
-    still_active = []
-    for job in jobs.active().select_related("project"):
-        reconcile_job(job, trigger=trigger, budget=budget)
-        if job.is_active:
-            still_active.append(job)
-    return still_active
 
 
 def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:

@@ -14,8 +14,11 @@ class FaultInjectingBackend:
     def __init__(self, inner):
         self.inner = inner
         self.name = inner.name
-        self.fault: str | None = None  # None, "down", "hang", "slow", "lose_spawn_reply", "refuse_spawn"
+        # None, "down", "hang", "slow", "lose_spawn_reply", "refuse_spawn", or "rendezvous": each call waits
+        # until `rendezvous` (a threading.Barrier) has all its parties, i.e. that many calls are in flight at once.
+        self.fault: str | None = None
         self.delay_seconds = 0.0
+        self.rendezvous: threading.Barrier | None = None
         self.calls = Counter()
         self._released = threading.Event()
 
@@ -33,6 +36,11 @@ class FaultInjectingBackend:
             raise ExecutorUnavailable("injected: the executor hung for 60 s")
         if self.fault == "slow":
             time.sleep(self.delay_seconds)
+        if self.fault == "rendezvous":
+            try:
+                self.rendezvous.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                raise ExecutorUnavailable("injected: the calls did not arrive together") from None
 
     def spawn(self, kind, payload):
         self._inject("spawn")

@@ -200,6 +200,10 @@ EXPORTS_EXECUTOR_DEADLINE_SECONDS = env.float("EXPORTS_EXECUTOR_DEADLINE_SECONDS
 EXPORTS_REQUEST_BUDGET_SECONDS = env.float("EXPORTS_REQUEST_BUDGET_SECONDS", default=1.0)
 EXPORTS_BREAKER_FAILURES = env.int("EXPORTS_BREAKER_FAILURES", default=3)
 EXPORTS_BREAKER_COOLDOWN_SECONDS = env.float("EXPORTS_BREAKER_COOLDOWN_SECONDS", default=15.0)
+# Executor calls in flight at once per process (threads start only as needed).
+# reconcile_exports keeps this many in flight by default: with Modal's round
+# trip of ~50 ms per poll, 500+ jobs/s needs 64 (docs/benchmarks.md).
+EXPORTS_EXECUTOR_CONCURRENCY = env.int("EXPORTS_EXECUTOR_CONCURRENCY", default=64)
 # Admin: a processing job silent for this long is listed as suspect.
 EXPORTS_SUSPECT_MINUTES = env.float("EXPORTS_SUSPECT_MINUTES", default=10)
 # prune_exports: progress and result records (and failed or cancelled jobs' outputs) are kept this long.

@@ -23,7 +23,11 @@ def get_backend() -> ExecutorBackend:
     if settings.EXPORTS_BACKEND == "modal":
         from .modal_backend import ModalBackend
 
-        return ModalBackend(app_name=settings.MODAL_APP_NAME, deadline_seconds=settings.MODAL_CALL_DEADLINE_SECONDS)
+        return ModalBackend(
+            app_name=settings.MODAL_APP_NAME,
+            deadline_seconds=settings.MODAL_CALL_DEADLINE_SECONDS,
+            pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY,
+        )
     from .local_backend import LocalBackend
 
     return LocalBackend(

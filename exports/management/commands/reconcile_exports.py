@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
@@ -25,22 +26,44 @@ logger = logging.getLogger(__name__)
 CRASHED = "crashed"
 
 
-def reconcile_one(job_id, *, dry_run: bool) -> str:
-    job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
-    if job is None:
-        return Outcome.TERMINAL
+DATABASE_THREADS = 4
+
+
+def reconcile_batch(job_ids: list, *, dry_run: bool) -> Counter:
+    """
+    Reconcile a batch with its executor calls in flight at once. Should that
+    crash, the jobs are done again one by one, so that one bad job is counted
+    and logged and ends no other job's check.
+    """
+    jobs = list(ExportJob.objects.select_related("project").filter(pk__in=job_ids))
+    outcomes = Counter({Outcome.TERMINAL: len(job_ids) - len(jobs)})  # deleted since the pass listed them
     try:
-        return services.reconcile_job(job, trigger=Trigger.COMMAND, dry_run=dry_run)
+        outcomes.update(
+            outcome for _, outcome in services.reconcile_each(jobs, trigger=Trigger.COMMAND, dry_run=dry_run)
+        )
+        return outcomes
     except Exception:
-        logger.exception("Reconciling job %s crashed", job_id)
-        return CRASHED
+        logger.exception("Reconciling a batch of %d jobs crashed; checking them one by one", len(jobs))
+    for job in jobs:
+        job.refresh_from_db()
+        try:
+            outcomes[services.reconcile_job(job, trigger=Trigger.COMMAND, dry_run=dry_run)] += 1
+        except Exception:
+            logger.exception("Reconciling job %s crashed", job.pk)
+            outcomes[CRASHED] += 1
+    return outcomes
 
 
 def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
-    """Reconcile the jobs on `concurrency` threads, each taking the next job until none is left."""
+    """
+    Keep up to `concurrency` executor calls in flight: a few database threads,
+    each reconciling a batch of concurrency / threads jobs at a time.
+    """
+    threads_wanted = min(DATABASE_THREADS, concurrency, len(job_ids))
+    batch_size = max(1, min(concurrency // max(1, threads_wanted), len(job_ids) // max(1, threads_wanted)))
     pending = queue.SimpleQueue()
-    for job_id in job_ids:
-        pending.put(job_id)
+    for start in range(0, len(job_ids), batch_size):
+        pending.put(job_ids[start : start + batch_size])
     outcomes = Counter()
     lock = threading.Lock()
 
@@ -48,28 +71,33 @@ def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
         try:
             while True:
                 try:
-                    job_id = pending.get_nowait()
+                    batch = pending.get_nowait()
                 except queue.Empty:
                     return
-                outcome = reconcile_one(job_id, dry_run=dry_run)
+                counted = reconcile_batch(batch, dry_run=dry_run)
                 with lock:
-                    outcomes[outcome] += 1
+                    outcomes.update(counted)
         finally:
             connection.close()  # each thread has its own connection
 
-    threads = [threading.Thread(target=work, name=f"reconcile-{n}") for n in range(min(concurrency, len(job_ids)))]
+    threads = [threading.Thread(target=work, name=f"reconcile-{n}") for n in range(threads_wanted)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return outcomes
+    return +outcomes  # drop zero counts
 
 
 class Command(BaseCommand):
     help = "Check every active export against its executor and the worker's records; finalize what finished."
 
     def add_arguments(self, parser):
-        parser.add_argument("--concurrency", type=int, default=8, help="Jobs checked at once (default 8).")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=settings.EXPORTS_EXECUTOR_CONCURRENCY,
+            help="Executor calls in flight at once (default EXPORTS_EXECUTOR_CONCURRENCY, 64).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="Report what would change; change nothing.")
         parser.add_argument("--user", help="Only this username's jobs.")
         parser.add_argument("--job", action="append", default=[], help="Only this job id (repeatable).")

@@ -6,7 +6,7 @@ PORT ?= 8000
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: run test install migrate seed clean chromium
+.PHONY: run test bench install migrate seed clean chromium
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ chromium:
 
 test: install chromium
 	$(PY) tests/run_suites.py
+
+# Benchmarks on loopback: prints one table and rewrites docs/benchmarks.md (see bench/run.py).
+bench: install
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,0 +1,250 @@
+"""
+What every benchmark shares: a throwaway data folder, Django set up on it, an
+instrumented daphne on loopback, sessions for WebSocket and HTTP clients, and
+percentiles.
+
+The executor the benchmarks talk to is the production one, ModalBackend, over
+the faithful fake of the Modal SDK that its tests use (Modal's cloud cannot be
+reached from here), behind the same fault-injecting wrapper as the tests, set
+to add EXECUTOR_LATENCY_SECONDS to every call: Modal's round trip, roughly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATA = ROOT / "var" / "bench"
+EXECUTOR_LATENCY_SECONDS = 0.05
+
+
+def prepare_environment(data_dir: Path = BENCH_DATA) -> None:
+    """Point this process (and the servers it starts) at a fresh data folder, and set Django up on it."""
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    for name in ("DATABASE_URL", "REDIS_URL", "AWS_STORAGE_BUCKET_NAME"):
+        os.environ.pop(name, None)
+    os.environ.update({"DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "exports_project.settings"})
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", "--no-input", verbosity=0)
+
+
+def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
+    """ModalBackend over the fake SDK, `latency_seconds` slower per call; every active job's call reads as running."""
+    from django.conf import settings
+
+    from exports.models import ExportJob
+    from modal_jobs.modal_backend import ModalBackend
+    from tests.faults import FaultInjectingBackend
+    from tests.modal_jobs.fake_modal import FakeModal, Running
+
+    fake = FakeModal()
+    fake.recorded = RecordNothing()  # the fake keeps every call for tests' asserts; a long run need not
+    for call_id in ExportJob.objects.active().exclude(modal_call_id="").values_list("modal_call_id", flat=True):
+        fake.script(call_id, Running())
+    backend = FaultInjectingBackend(ModalBackend(modal_module=fake, pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY))
+    backend.fault, backend.delay_seconds = "slow", latency_seconds
+    return backend
+
+
+class RecordNothing(list):
+    def append(self, item) -> None:
+        pass
+
+
+class CountingStore:
+    """The real store, counting reads (the figure the read-amplification benchmark reports)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def read_bytes(self, key):
+        with self._lock:
+            self.reads += 1
+        return self.inner.read_bytes(key)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class BenchServer:
+    """One daphne process (bench/serve.py) on loopback, sharing this process's data folder."""
+
+    def __init__(self, name: str, **environment: str):
+        self.name = name
+        from tests.servers import free_port
+
+        self.port = free_port()
+        self.counts_file = Path(os.environ["DATA_DIR"]) / f"{name}-counts.json"
+        self.environment = {**os.environ, "BENCH_COUNTS_FILE": str(self.counts_file), **environment}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/exports/"
+
+    def __enter__(self) -> BenchServer:
+        log = open(Path(os.environ["DATA_DIR"]) / f"{self.name}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.serve", str(self.port)],
+            cwd=ROOT,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not self.counts_file.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"The {self.name} server did not start; see var/bench/{self.name}.log")
+            time.sleep(0.1)
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"The {self.name} server does not listen") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc_info) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def counts(self) -> dict:
+        """Executor polls and store reads so far (the server rewrites the file every 100 ms)."""
+        time.sleep(0.25)
+        return json.loads(self.counts_file.read_text())
+
+    def resident_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+def session_cookie(user) -> str:
+    """A signed-in session for `user`, as the browser would hold it after the login form."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: every figure is a value that was measured)."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+def make_users(count: int, prefix: str):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"{prefix}{n}", password="!") for n in range(count)])
+    return list(User.objects.filter(username__startswith=prefix).order_by("pk"))
+
+
+def make_active_jobs(owners_and_projects: list, *, kind: str = "overlay") -> list:
+    """Processing jobs with Modal-style call ids, created as the API would leave them."""
+    from django.utils import timezone
+
+    from exports.models import ExportJob, ExportStatus
+
+    now = timezone.now()
+    jobs = [
+        ExportJob(
+            owner=owner,
+            project=project,
+            kind=kind,
+            params={},
+            backend="modal",
+            status=ExportStatus.PROCESSING,
+            modal_call_id=f"fc-bench{n:020d}",
+            started_at=now,
+        )
+        for n, (owner, project) in enumerate(owners_and_projects)
+    ]
+    return ExportJob.objects.bulk_create(jobs, batch_size=2000)
+
+
+def make_projects(owners: list, per_owner: int = 1) -> list:
+    from projects.models import Project
+
+    projects = [Project(owner=owner, name=f"Bench {owner.username} {n}") for owner in owners for n in range(per_owner)]
+    Project.objects.bulk_create(projects, batch_size=2000)
+    return list(Project.objects.filter(owner__in=owners).order_by("pk"))
+
+
+def insert_finished_jobs(owner, project, count: int, *, days_ago: float = 3) -> None:
+    """Insert `count` finished jobs in one statement (copies of one real row: the ORM would take minutes)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from exports.models import ExportJob, ExportStatus
+
+    long_ago = timezone.now() - timedelta(days=days_ago)
+    template = ExportJob.objects.create(
+        owner=owner, project=project, kind="overlay", params={}, backend="modal", status=ExportStatus.COMPLETE,
+        progress=100, finished_at=long_ago, modal_call_id="fc-finished",
+    )  # fmt: skip
+    ExportJob.objects.filter(pk=template.pk).update(created_at=long_ago, updated_at=long_ago)
+    table = ExportJob._meta.db_table
+    columns = [field.column for field in ExportJob._meta.concrete_fields if field.column != "id"]
+    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
+    copied = ", ".join(f"template.{connection.ops.quote_name(column)}" for column in columns)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (id, {column_list}) SELECT gen_random_uuid(), {copied} "
+                f"FROM generate_series(1, %s), {table} AS template WHERE template.id = %s",
+                [count - 1, template.pk],
+            )
+        else:
+            cursor.execute(
+                f"INSERT INTO {table} (id, {column_list}) "
+                f"WITH RECURSIVE series(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM series WHERE n < %s) "
+                f"SELECT lower(hex(randomblob(16))), {copied} FROM series, {table} AS template WHERE template.id = %s",
+                [count - 1, template.pk.hex],
+            )
+            cursor.execute("ANALYZE")
+
+
+def retire(jobs) -> None:
+    """End a figure's jobs so the next figure starts with none active."""
+    from django.utils import timezone
+
+    from exports.models import ExportJob, ExportStatus
+
+    ExportJob.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        status=ExportStatus.CANCELLED, finished_at=timezone.now()
+    )

@@ -1,0 +1,53 @@
+"""How each figure is measured: the notes under the table in docs/benchmarks.md."""
+
+METHOD = """## How each figure is measured
+
+Everything runs on this one machine, on the embedded defaults: SQLite (WAL), the in-memory channel
+layer, the filesystem store, `DEBUG` on, one daphne process per server (`bench/serve.py`, which is
+daphne plus counters). The load generators share the machine's cores with the server, so every
+latency here includes their scheduling too.
+
+**The executor.** Modal's cloud cannot be reached from here, so every figure that polls uses the
+production `ModalBackend` over the faithful fake of the Modal SDK that its tests use, behind the
+tests' fault-injecting wrapper set to add **50 ms to every call** (about Modal's round trip). Every
+active job's call reads as running.
+
+1. **Progress latency.** Each job's worker is the real `ProgressReporter` writing `progress.json`
+   to the store once a second (the worker's own throttle), at a random phase per job; each job's
+   owner has one socket open. Latency is the time the client received the change minus the
+   record's `worker_time`, which the change carries as `progress_at`. With a 1 s socket tick and a
+   1 s claim interval the expected value is about half a tick plus the work of one tick. "Records
+   written" can exceed "changes received": a record replaced before any tick read it is never sent,
+   by design (the user sees the newest).
+2. **Read amplification.** One active job, its progress record rewritten every second, watched by
+   1, 10 and 50 sockets of its owner (tabs), then by as many HTTP pollers of
+   `GET /api/exports/<id>/` once a second (what the tray does while its socket is down). Rates are
+   counted in the server over a 15 s window after a 2 s warm-up. **Baseline:** the same pollers
+   against a server whose claim intervals are 0, so every request reads the record and asks the
+   executor itself, as celery-progress does with its result backend. The goal "flat" is read as:
+   at most one store read per progress interval (1 s) and one poll per executor interval (3 s),
+   plus 10 %, whatever the number of watchers; the counts are small, so one poll more or less in the
+   window moves a rate by 0.07/s.
+3. **reconcile_exports.** 10,000 processing jobs (2,000 users with five each), every check due, one
+   pass in a fresh process exactly as cron runs it (`bench/reconcile_pass.py`). Queries are counted
+   on every thread's connection; memory is the process's peak resident set (Django, the Modal SDK
+   and the command together). Then 1,000,000 finished jobs are inserted beside them and the pass is
+   repeated: the cost must not move.
+4. **API latency.** One user with 20 processing jobs (one per project) and 10,000 jobs finished
+   three days ago. 300 sequential requests per endpoint over one keep-alive HTTP connection, after
+   10 to warm up. Each request runs the lazy check, so about every third second a request asks the
+   executor about the due jobs (all at once, within the 1 s request budget). Queries per request
+   are counted in-process through the same views, before and after the history is added, in the
+   two states a request can find: no check due (the usual look) and every check due (the look that
+   claims them: one UPDATE per job).
+5. **Fan-out.** One user with 500 sockets open on one daphne (as 500 tabs would). A change is a
+   dismiss of a finished job sent over HTTP as the page sends it; the time runs from sending the
+   request to the moment the 500th socket has the change. Memory per socket is the server's resident
+   set after the 500 connected minus before, divided by 500. No goal was set for this figure.
+6. **Pipeline overhead.** The three demo clips (`seed_demo`: 20 s, 1280x720, 30 fps, AAC). The whole
+   worker (`run_export`: inputs copied from the store, ring images, ffmpeg with `-progress`, probe,
+   upload, progress records) against one hand-written ffmpeg command per kind with the same encoder
+   settings (libx264 `veryfast` CRF 20, AAC 160k 48 kHz stereo, faststart), written knowing the inputs
+   need no frame-rate, scale or audio conversion; the outputs are probed to have the same size and
+   length. Medians of 3 runs each.
+"""

@@ -1,0 +1,217 @@
+"""The benchmarks' one table: rows with goal, baseline and verdict, as text and as docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from bench import api_latency, fanout, pipeline_overhead, progress_latency, read_amplification, reconcile_throughput
+
+TITLES = {
+    "1": "progress latency, worker record to WebSocket client",
+    "2": "read amplification per active job",
+    "3": "reconcile_exports throughput",
+    "4": "API latency with a long history",
+    "5": "WebSocket fan-out to 500 sockets",
+    "6": "pipeline overhead against hand-written ffmpeg",
+}
+LATENCY_UPDATES_WANTED = 100
+
+
+def figure_1() -> dict:
+    # One job gets one update a second (the tick): 110 s for 100+ updates. Fifty get there in seconds.
+    return {"1": progress_latency.run(1, 110), "50": progress_latency.run(50, 25)}
+
+
+RUNNERS = {
+    "1": figure_1,
+    "2": read_amplification.run,
+    "3": reconcile_throughput.run,
+    "4": api_latency.run,
+    "5": fanout.run,
+    "6": pipeline_overhead.run,
+}
+
+
+@dataclass
+class Row:
+    figure: str
+    measure: str
+    result: str
+    goal: str
+    baseline: str
+    verdict: str  # "met", "missed" or "-" (no goal)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "missed"
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def rows(results: dict) -> list[Row]:
+    table: list[Row] = []
+    if "1" in results:
+        for jobs, figure in results["1"].items():
+            enough = figure["updates_received"] >= LATENCY_UPDATES_WANTED
+            table.append(
+                Row(
+                    f"1 progress latency, {jobs} active job{'s' if jobs != '1' else ''}",
+                    f"p50 / p95 / max over {figure['updates_received']} changes "
+                    f"({figure['records_written']} records written)",
+                    f"{ms(figure['p50'])} / {ms(figure['p95'])} / {ms(figure['max'])}",
+                    "p95 < 1.5 s, >= 100 changes",
+                    "-",
+                    verdict(figure["p95"] < 1.5 and enough),
+                )
+            )
+    if "2" in results:
+        figure = results["2"]
+        for way, label in (("sockets", "sockets"), ("polling", "tabs polling /api/exports/<id>/ (fallback)")):
+            ceiling_polls = 1 / settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS
+            ceiling_reads = 1 / settings.EXPORTS_PROGRESS_INTERVAL_SECONDS
+            cells = [(n, figure[way][n], figure["baseline"][n]) for n in sorted(figure[way], key=int)]
+            flat = all(
+                rates["polls"] <= ceiling_polls * 1.1 and rates["store_reads"] <= ceiling_reads * 1.1
+                for _, rates, _ in cells
+            )
+            table.append(
+                Row(
+                    f"2 read amplification, 1 job watched by 1/10/50 {label}",
+                    "executor polls/s ; store reads/s, per job",
+                    " | ".join(f"{n}: {r['polls']:.2f} ; {r['store_reads']:.2f}" for n, r, _ in cells),
+                    f"flat: <= 1/{1 / ceiling_polls:g} s polls, <= {ceiling_reads:g}/s reads (+10 %)",
+                    " | ".join(f"{n}: {b['polls']:.2f} ; {b['store_reads']:.2f}" for n, _, b in cells)
+                    + " (each tab polling on its own)",
+                    verdict(flat),
+                )
+            )
+    if "3" in results:
+        figure = results["3"]
+        for key, label in (("active_only", "10,000 active"), ("with_history", "10,000 active + 1,000,000 finished")):
+            run = figure[key]
+            table.append(
+                Row(
+                    f"3 reconcile_exports, {label}, 50 ms/poll",
+                    "wall time ; jobs/s ; queries/job ; peak memory",
+                    f"{run['seconds']:.1f} s ; {run['jobs_per_second']:.0f} ; {run['queries_per_job']:.2f} ; "
+                    f"{run['peak_resident_kib'] / 1024:.0f} MiB",
+                    ">= 500 jobs/s at the default concurrency",
+                    "-",
+                    verdict(run["jobs_per_second"] >= 500),
+                )
+            )
+    if "4" in results:
+        figure = results["4"]
+        for name, path in (("active", "/api/exports/active/"), ("detail", "/api/exports/<id>/")):
+            without, with_history = figure["queries_without_history"][name], figure["queries_with_history"][name]
+            constant = with_history == without
+            table.append(
+                Row(
+                    f"4 GET {path}, 20 active + 10,000 finished",
+                    f"p50 / p95 / max over {figure[name]['requests']} ; queries/request with no check due, all due",
+                    f"{ms(figure[name]['p50'])} / {ms(figure[name]['p95'])} / {ms(figure[name]['max'])} ; "
+                    f"{with_history['none_due']}, {with_history['all_due']}",
+                    "p95 < 50 ms; queries constant in history",
+                    f"queries with no history: {without['none_due']}, {without['all_due']}",
+                    verdict(constant and figure[name]["p95"] < 0.05),
+                )
+            )
+    if "5" in results:
+        figure = results["5"]
+        table.append(
+            Row(
+                f"5 fan-out, {figure['sockets']} sockets on one daphne",
+                f"request to last socket p50 / max over {figure['changes']} changes ; first-to-last ; memory",
+                f"{ms(figure['to_last_p50'])} / {ms(figure['to_last_max'])} ; {ms(figure['first_to_last_p50'])} ; "
+                f"{figure['kib_per_socket']:.0f} KiB/socket",
+                "(none set)",
+                "-",
+                "-",
+            )
+        )
+    if "6" in results:
+        for kind, figure in results["6"].items():
+            table.append(
+                Row(
+                    f"6 pipeline overhead, {kind} ({figure['output']})",
+                    "worker ; hand-written ffmpeg ; ratio (medians)",
+                    f"{figure['pipeline_seconds']:.2f} s ; {figure['hand_written_seconds']:.2f} s ; "
+                    f"{figure['ratio']:.2f}x",
+                    "<= 1.15x",
+                    "the hand-written command",
+                    verdict(figure["ratio"] <= 1.15),
+                )
+            )
+    return table
+
+
+COLUMNS = ("Figure", "Measure", "Result", "Goal", "Baseline", "Verdict")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    return (row.figure, row.measure, row.result, row.goal, row.baseline, row.verdict)
+
+
+def text_table(table: list[Row]) -> str:
+    lines = []
+    for row in table:
+        lines.append(f"[{row.verdict:>6}] {row.figure}")
+        lines.append(f"         {row.measure}: {row.result}")
+        lines.append(f"         goal: {row.goal}   baseline: {row.baseline}")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        memory_kib = int(meminfo.readline().split()[1])
+    from modal_jobs.media import ffmpeg_executable
+
+    ffmpeg = subprocess.run([ffmpeg_executable(), "-version"], capture_output=True, text=True).stdout.split("\n")[0]
+    import django
+
+    return {
+        "Date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "CPU": f"{model}, {os.cpu_count()} cores",
+        "Memory": f"{memory_kib / 1024 / 1024:.0f} GiB",
+        "System": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "Django": django.get_version(),
+        "SQLite": sqlite3.sqlite_version,
+        "ffmpeg": ffmpeg,
+    }
+
+
+def markdown(table: list[Row], results: dict, elapsed_seconds: float) -> str:
+    from bench.method import METHOD
+
+    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
+    body = "".join("| " + " | ".join(cell.replace("|", "\\|") for cell in cells(row)) + " |\n" for row in table)
+    missed = [row.figure for row in table if row.verdict == "missed"]
+    machine_lines = "".join(f"- {key}: {value}\n" for key, value in machine().items())
+    verdict_line = (
+        "Every goal was met in this run."
+        if not missed
+        else "Goals missed in this run: " + "; ".join(missed) + ". See the notes below."
+    )
+    return (
+        "# Benchmarks\n\n"
+        "Written by `make bench` from its last full run; do not edit by hand (the notes come from "
+        "`bench/method.py`).\n\n"
+        f"## Machine\n\n{machine_lines}- Whole run: {elapsed_seconds / 60:.1f} min\n\n"
+        f"## Results\n\n{verdict_line}\n\n{header}{body}\n{METHOD}"
+    )

@@ -43,6 +43,17 @@ def prepare_environment(data_dir: Path = BENCH_DATA) -> None:
     call_command("migrate", "--no-input", verbosity=0)
 
 
+def memory_kib(field: str, pid: int | str = "self") -> int:
+    """
+    A memory figure of a process from /proc: VmRSS (resident now) or VmHWM (its peak). Not
+    getrusage's ru_maxrss, which survives exec and so reports the parent's peak in a fresh child.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
 def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
     """ModalBackend over the fake SDK, `latency_seconds` slower per call; every active job's call reads as running."""
     from django.conf import settings
@@ -142,10 +153,7 @@ class BenchServer:
         return json.loads(self.counts_file.read_text())
 
     def resident_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return memory_kib("VmRSS", self.process.pid)
 
 
 def session_cookie(user) -> str:

@@ -30,9 +30,10 @@ active job's call reads as running.
    window moves a rate by 0.07/s.
 3. **reconcile_exports.** 10,000 processing jobs (2,000 users with five each), every check due, one
    pass in a fresh process exactly as cron runs it (`bench/reconcile_pass.py`). Queries are counted
-   on every thread's connection; memory is the process's peak resident set (Django, the Modal SDK
-   and the command together). Then 1,000,000 finished jobs are inserted beside them and the pass is
-   repeated: the cost must not move.
+   on every thread's connection. Memory is the process's peak resident set (`VmHWM`: Django, the
+   Modal SDK, the fake's table of 10,000 calls and the command together) and, in brackets, how far
+   it rose above the resident set just before the command started: the command's own cost. Then
+   1,000,000 finished jobs are inserted beside them and the pass is repeated: the cost must not move.
 4. **API latency.** One user with 20 processing jobs (one per project) and 10,000 jobs finished
    three days ago. 300 sequential requests per endpoint over one keep-alive HTTP connection, after
    10 to warm up. Each request runs the lazy check, so about every third second a request asks the

@@ -2,13 +2,12 @@
 One `reconcile_exports` pass in a fresh process, as cron runs it, against the
 benchmarks' executor: `python -m bench.reconcile_pass [command options]`.
 Prints JSON: the command's own summary, queries on every thread's connection,
-executor polls, and the process's peak resident memory.
+executor polls, the process's resident memory before the command and its peak.
 """
 
 import io
 import json
 import os
-import resource
 import sys
 import threading
 
@@ -21,7 +20,7 @@ def main(arguments: list[str]) -> None:
     from django.core.management import call_command
     from django.db.backends.signals import connection_created
 
-    from bench.common import instrumented_executor
+    from bench.common import instrumented_executor, memory_kib
     from exports.executor import use_backend
 
     queries = 0
@@ -40,7 +39,7 @@ def main(arguments: list[str]) -> None:
     backend = instrumented_executor(float(os.environ.get("BENCH_EXECUTOR_LATENCY", "0.05")))
     use_backend(backend)
     queries = 0  # only the command's own
-    resident_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    resident_before_kib = memory_kib("VmRSS")
     output = io.StringIO()
     call_command("reconcile_exports", "--json", *arguments, stdout=output)
     summary = json.loads(output.getvalue())
@@ -50,7 +49,7 @@ def main(arguments: list[str]) -> None:
                 **summary,
                 "queries": queries,
                 "polls": backend.calls["poll"],
-                "peak_resident_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "peak_resident_kib": memory_kib("VmHWM"),
                 "resident_before_kib": resident_before_kib,
             }
         )

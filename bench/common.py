@@ -15,12 +15,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from tests.servers import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATA = ROOT / "var" / "bench"
@@ -99,8 +100,6 @@ class BenchServer:
 
     def __init__(self, name: str, **environment: str):
         self.name = name
-        from tests.servers import free_port
-
         self.port = free_port()
         self.counts_file = Path(os.environ["DATA_DIR"]) / f"{name}-counts.json"
         self.environment = {**os.environ, "BENCH_COUNTS_FILE": str(self.counts_file), **environment}
@@ -125,19 +124,10 @@ class BenchServer:
             stderr=log,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while not self.counts_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"The {self.name} server did not start; see var/bench/{self.name}.log")
-            time.sleep(0.1)
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"The {self.name} server does not listen") from None
-                time.sleep(0.1)
+        # serve.py starts writing its counts file before daphne listens, so listening is enough.
+        what = f"The {self.name} server (see var/bench/{self.name}.log)"
+        wait_until_listening(self.process, self.port, timeout=60, what=what)
+        return self
 
     def __exit__(self, *exc_info) -> None:
         os.killpg(self.process.pid, signal.SIGTERM)

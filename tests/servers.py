@@ -22,6 +22,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_listening(process: subprocess.Popen, port: int, *, timeout: float, what: str) -> None:
+    """Wait until `process` accepts connections on loopback `port`; fail at once if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{what} did not start listening on port {port} within {timeout:g} s")
+
+
 class AppServer:
     """One daphne serving the app from `data_dir`; can be killed and started again on the same data."""
 
@@ -66,16 +80,7 @@ class AppServer:
             stderr=open(self.data_dir / "daphne.log", "ab"),
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"daphne exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("daphne did not start listening")
+        wait_until_listening(self.process, self.port, timeout=30, what="daphne")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill daphne's whole process group, as a crash or an OOM kill of the web server would."""

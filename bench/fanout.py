@@ -13,7 +13,7 @@ import secrets
 import time
 
 from bench.common import BenchServer, make_projects, make_users, percentile, session_cookie
-from bench.sockets import listen, open_socket
+from bench.sockets import close_all, listen, open_socket
 
 SOCKETS = 500
 CHANGES = 20
@@ -76,9 +76,7 @@ async def measure(server, cookie: str, jobs) -> dict:
         to_last.append(max(received[job_id]) - sent_at)
         spread.append(max(received[job_id]) - min(received[job_id]))
         await asyncio.sleep(0.2)
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*(socket.close() for socket in sockets))
+    await close_all(sockets, listeners)
     return {
         "sockets": SOCKETS,
         "changes": len(jobs),

@@ -25,7 +25,7 @@ from bench.common import (
     retire,
     session_cookie,
 )
-from bench.sockets import epoch, listen, open_socket
+from bench.sockets import close_all, epoch, listen, open_socket
 
 WRITE_INTERVAL_SECONDS = 1.0
 
@@ -71,10 +71,7 @@ async def measure(server, cookies: list[str], jobs, seconds: float) -> tuple[lis
     stop.set()
     written = await writer
     await asyncio.sleep(2)  # the last writes' changes are still on their way
-    for task in listeners:
-        task.cancel()
-    for socket in sockets:
-        await socket.close()
+    await close_all(sockets, listeners)
     return latencies, written
 
 

@@ -17,7 +17,7 @@ import urllib.request
 
 from bench.common import BenchServer, make_active_jobs, make_projects, make_users, retire, session_cookie
 from bench.progress_latency import write_progress
-from bench.sockets import listen, open_socket
+from bench.sockets import close_all, listen, open_socket
 
 WATCHERS = (1, 10, 50)
 WINDOW_SECONDS = 15.0
@@ -37,10 +37,7 @@ def watch_with_sockets(server, cookie: str, watchers: int) -> dict:
         listeners = [asyncio.create_task(listen(socket, lambda job, at: None)) for socket in sockets]
         await asyncio.sleep(WARM_UP_SECONDS)
         measured = await asyncio.to_thread(rates, server, WINDOW_SECONDS)
-        for task in listeners:
-            task.cancel()
-        for socket in sockets:
-            await socket.close()
+        await close_all(sockets, listeners)
         return measured
 
     return asyncio.run(main())

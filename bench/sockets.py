@@ -34,5 +34,12 @@ async def listen(socket, on_job: Callable[[dict, float], None]) -> None:
             on_job(message["job"], received_at)
 
 
+async def close_all(sockets, listeners) -> None:
+    """Stop the listeners, then close their sockets."""
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*(socket.close() for socket in sockets))
+
+
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -83,19 +83,11 @@ def hand_written(kind: str, clips, output: Path) -> list[str]:
 
 
 def payload_for(kind: str, params: dict, clips) -> dict:
-    from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION
+    """The payload the app would spawn for this export (a fresh job id each run)."""
+    from exports.models import ExportJob
+    from exports.services import build_payload
 
-    return {
-        "schema_version": PAYLOAD_SCHEMA_VERSION,
-        "job_id": str(uuid.uuid4()),
-        "kind": kind,
-        "params": params,
-        "inputs": {
-            str(clip.pk): {"key": clip.media.name, "duration": clip.duration, "width": clip.width,
-                           "height": clip.height, "has_audio": clip.has_audio}
-            for clip in clips
-        },
-    }  # fmt: skip
+    return build_payload(ExportJob(project_id=clips[0].project_id, kind=kind, params=params))
 
 
 def run() -> dict:

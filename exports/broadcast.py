@@ -13,21 +13,27 @@ def user_group(user_id) -> str:
     return f"exports.user.{user_id}"
 
 
-def broadcast_job_on_commit(job_id) -> None:
-    """Send after commit; a channel layer that is down (Redis) is logged and never fails the change or the request."""
+def broadcast_job_on_commit(job_id, *, while_active: bool = False) -> None:
+    """
+    Send after commit; a channel layer that is down (Redis) is logged and never fails the change or the request.
+
+    The job is read when sent, so sockets get its newest state. A change to a running job (progress, a
+    cancel request) passes while_active: should the job have finished by then, the transition that
+    finished it sends its own broadcast, and this one would only repeat it.
+    """
 
     def send_committed_job():  # a named function: Django logs a robust callback's failure by its __qualname__
-        send_job(job_id)
+        send_job(job_id, while_active=while_active)
 
     transaction.on_commit(send_committed_job, robust=True)
 
 
-def send_job(job_id) -> None:
+def send_job(job_id, *, while_active: bool = False) -> None:
     from .models import ExportJob
     from .serializers import serialize_job
 
     job = ExportJob.objects.select_related("project", "working_video").filter(pk=job_id).first()
-    if job is None:
+    if job is None or (while_active and not job.is_active):
         return
     layer = get_channel_layer()
     if layer is None:

@@ -441,7 +441,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     crossed = [mark for mark in PROGRESS_MILESTONES if job.progress < mark <= shown]
     if crossed:
         record_event(job, Event.PROGRESS, trigger=trigger, message=f"{crossed[-1]} %", data={"percent": shown})
-    broadcast_job_on_commit(job.pk)
+    broadcast_job_on_commit(job.pk, while_active=True)
     job.progress = max(job.progress, shown)
     job.stage, job.message = record.stage, record.message
     job.progress_at, job.heartbeat_seen_at = record.worker_time, now
@@ -517,7 +517,7 @@ def cancel_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None, budget: B
         ).update(cancel_requested_at=now, updated_at=now)
         if requested:
             record_event(job, Event.CANCEL_REQUESTED, trigger=trigger, actor=actor)
-            broadcast_job_on_commit(job.pk)
+            broadcast_job_on_commit(job.pk, while_active=True)
     job.refresh_from_db()
     if job.is_active and job.modal_call_id:
         _send_cancel(job, budget=budget)

@@ -236,6 +236,12 @@ def _run(command: list[str], on_progress: Callable[[float], None] | None = None)
                 key, _, value = line.strip().partition("=")
                 if key == "out_time_us" and on_progress and value.lstrip("-").isdigit():
                     on_progress(max(0, int(value)) / 1_000_000)
+        except BaseException:
+            # Modal cancels by raising InputCancellation (a BaseException) in this thread; a store error in
+            # on_progress or a SIGTERM turned into an exception lands here too. Waiting for ffmpeg would
+            # keep the render (and the GPU it is billed on) going to the end: stop it first.
+            process.kill()
+            raise
         finally:
             process.stdout.close()
             code = process.wait()

@@ -17,9 +17,9 @@ def wait_for(predicate, *, timeout=60.0, step=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def group_members(process_group: int) -> list[int]:
-    """Live (non-zombie) processes in a process group, read from /proc."""
-    members = []
+def live_processes() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every live (non-zombie) process, read from /proc."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -28,9 +28,21 @@ def group_members(process_group: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == process_group:
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), int(fields[2])))
+    return found
+
+
+def group_members(process_group: int) -> list[int]:
+    return [pid for pid, _, group in live_processes() if group == process_group]
+
+
+def children(parent: int) -> list[int]:
+    return [pid for pid, parent_pid, _ in live_processes() if parent_pid == parent]
+
+
+def is_alive(pid: int) -> bool:
+    return any(found == pid for found, _, _ in live_processes())
 
 
 def command_names(pids: list[int]) -> list[str]:

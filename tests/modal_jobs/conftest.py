@@ -8,6 +8,8 @@ from modal_jobs.media import generate_test_clip, probe, run_ffmpeg
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION
 from modal_jobs.store import FileSystemStore
 
+from ..conftest import make_bucket
+
 
 @pytest.fixture(scope="session")
 def sample_clips(tmp_path_factory):
@@ -32,6 +34,18 @@ def sample_clips(tmp_path_factory):
         ]
     )  # fmt: skip
     return clips
+
+
+@pytest.fixture
+def s3_environment(s3_endpoint):
+    """The AWS_* variables a Modal secret (or the web settings) would carry."""
+    return {
+        "AWS_STORAGE_BUCKET_NAME": make_bucket(s3_endpoint),
+        "AWS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_S3_REGION_NAME": "us-east-1",
+    }
 
 
 @pytest.fixture

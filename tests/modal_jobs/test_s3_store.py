@@ -9,20 +9,7 @@ from modal_jobs.progress import ProgressReporter
 from modal_jobs.store import S3Store, job_key, store_from_config
 from modal_jobs.worker import run_export
 
-from ..conftest import make_bucket
 from .conftest import make_payload
-
-
-@pytest.fixture
-def s3_environment(s3_endpoint):
-    """The AWS_* variables a Modal secret (or the web settings) would carry."""
-    return {
-        "AWS_STORAGE_BUCKET_NAME": make_bucket(s3_endpoint),
-        "AWS_S3_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_S3_REGION_NAME": "us-east-1",
-    }
 
 
 @pytest.fixture

@@ -99,7 +99,9 @@ def record_event(job, kind, *, trigger, message: str = "", data: dict | None = N
     )
 
 
-def transition(job: ExportJob, status, *, trigger, event, message: str = "", actor=None, **fields) -> bool:
+def transition(
+    job: ExportJob, status, *, trigger, event, message: str = "", actor=None, event_data: dict | None = None, **fields
+) -> bool:
     """Move the job to `status` if it is still in an allowed source status; return whether this call did it."""
     now = timezone.now()
     values = {"status": status, "updated_at": now, **fields}
@@ -108,7 +110,7 @@ def transition(job: ExportJob, status, *, trigger, event, message: str = "", act
     with transaction.atomic():
         changed = ExportJob.objects.filter(pk=job.pk, status__in=ALLOWED_SOURCES[status]).update(**values)
         if changed:
-            record_event(job, event, trigger=trigger, message=message, actor=actor)
+            record_event(job, event, trigger=trigger, message=message, data=event_data, actor=actor)
             broadcast_job_on_commit(job.pk)
     if changed:
         for name, value in values.items():
@@ -467,6 +469,10 @@ def _apply(job: ExportJob, decision: Decision, *, trigger) -> Outcome:
     return decision.outcome if done else Outcome.UNCHANGED
 
 
+# What the worker's result says about the render, kept on the job's timeline for the admin.
+RENDER_FACTS = ("encoder", "encoder_fallback", "render_seconds")
+
+
 def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
     """Create the WorkingVideo and complete the job, exactly once, whoever else is trying at the same time."""
     expected_key = job_key(str(job.pk), "output.mp4")
@@ -496,6 +502,7 @@ def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
                 trigger=trigger,
                 event=Event.COMPLETED,
                 message=message,
+                event_data={name: result[name] for name in RENDER_FACTS if name in result},
                 progress=100,
                 stage="done",
             )

@@ -11,10 +11,12 @@ without audio get silence so that every output has an audio track.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from .schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams, St
 
 AUDIO_RATE = 48000
 DEFAULT_FRAME_RATE = 30
+NVENC_TRIAL_SECONDS = 30
 
 
 class RenderError(RuntimeError):
@@ -175,16 +178,52 @@ def _ring_image_arguments(image: Path, radius: int, color: str) -> list[str]:
     return ["-f", "lavfi", "-i", graph, "-frames:v", "1", "-update", "1", str(image)]
 
 
-def encoder_arguments() -> list[str]:
-    """libx264 by default; EXPORTS_VIDEO_ENCODER=h264_nvenc where a GPU is attached (the Modal function sets it)."""
-    encoder = os.environ.get("EXPORTS_VIDEO_ENCODER", "libx264")
-    if encoder == "h264_nvenc":
-        return ["-c:v", "h264_nvenc", "-preset", "p5", "-rc", "vbr", "-cq", "21", "-b:v", "0"]
-    return ["-c:v", "libx264", "-preset", os.environ.get("EXPORTS_X264_PRESET", "veryfast"), "-crf", "20"]
+@dataclass(frozen=True)
+class Encoder:
+    """The video encoder a render used, and why it is not the one asked for when it is not."""
+
+    name: str
+    fallback_reason: str = ""
+
+    def arguments(self) -> list[str]:
+        if self.name == "h264_nvenc":
+            return ["-c:v", "h264_nvenc", "-preset", "p5", "-rc", "vbr", "-cq", "21", "-b:v", "0"]
+        return ["-c:v", "libx264", "-preset", os.environ.get("EXPORTS_X264_PRESET", "veryfast"), "-crf", "20"]
 
 
-def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] | None = None) -> None:
-    """Run ffmpeg for the plan, calling on_progress(media seconds done) as ffmpeg reports it."""
+def choose_encoder() -> Encoder:
+    """
+    libx264 by default; EXPORTS_VIDEO_ENCODER=h264_nvenc where a GPU is attached (the Modal function sets it).
+
+    NVENC needs the driver's video libraries inside the container as well as the GPU; without them every
+    render would fail, so a one-frame trial encode decides, and libx264 renders instead.
+    """
+    wanted = os.environ.get("EXPORTS_VIDEO_ENCODER", "libx264")
+    if wanted != "h264_nvenc":
+        return Encoder("libx264")
+    problem = _nvenc_problem(ffmpeg_executable())
+    return Encoder("libx264", fallback_reason=f"h264_nvenc could not start: {problem}") if problem else Encoder(wanted)
+
+
+@cache
+def _nvenc_problem(ffmpeg: str) -> str:
+    """Why NVENC cannot encode here ("" when it can); asked once per process, as a container keeps its GPU."""
+    trial = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=size=256x256"]
+    trial += ["-frames:v", "1", *Encoder("h264_nvenc").arguments(), "-f", "null", "-"]
+    try:
+        completed = subprocess.run(trial, capture_output=True, text=True, timeout=NVENC_TRIAL_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    if completed.returncode == 0:
+        return ""
+    # The first line names the cause ("Cannot load libcuda.so.1"); the rest is ffmpeg unwinding.
+    first_line = completed.stderr.strip().partition("\n")[0]
+    return re.sub(r"^(\[[^]]*\] )+", "", first_line)[:300] or f"ffmpeg exited with {completed.returncode}"
+
+
+def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] | None = None) -> Encoder:
+    """Run ffmpeg for the plan, calling on_progress(media seconds done) as ffmpeg reports it; say which encoder ran."""
+    encoder = choose_encoder()
     for arguments in plan.prepare:
         _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments])
     command = [
@@ -204,7 +243,7 @@ def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] 
         "[vout]",
         "-map",
         "[aout]",
-        *encoder_arguments(),
+        *encoder.arguments(),
         "-pix_fmt",
         "yuv420p",
         "-r",
@@ -224,6 +263,7 @@ def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] 
         str(output),
     ]
     _run(command, on_progress=on_progress)
+    return encoder
 
 
 def _run(command: list[str], on_progress: Callable[[float], None] | None = None) -> None:

@@ -106,7 +106,7 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
             )
 
         started = time.monotonic()
-        render(plan, output, on_progress=rendered)
+        encoder = render(plan, output, on_progress=rendered)
         render_seconds = time.monotonic() - started
         info = probe(output)
 
@@ -121,6 +121,8 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
             "height": info.display_height,
             "size": size,
             "render_seconds": round(render_seconds, 3),
+            "encoder": encoder.name,
+            **({"encoder_fallback": encoder.fallback_reason} if encoder.fallback_reason else {}),
         }
 
 

@@ -52,6 +52,17 @@ def test_a_finished_call_is_finalized_once_with_a_working_video(executor, projec
     assert WorkingVideo.objects.filter(export_job=job).count() == 1
 
 
+def test_the_completion_on_the_timeline_says_which_encoder_rendered(executor, project, clip, eager_checks):
+    job = start(project, clip)
+    executor_says(job, CallStatus.SUCCEEDED)
+
+    reconcile(job)
+
+    completed = job.events.get(kind="completed")
+    assert completed.data["encoder"] == "libx264"
+    assert completed.data["render_seconds"] > 0
+
+
 def test_progress_comes_from_the_worker_record_and_never_goes_backwards(executor, project, clip, eager_checks):
     job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "a" * 32)
     store = store_from_settings()

@@ -146,3 +146,25 @@ def test_the_worker_revalidates_params_against_its_inputs(store, sample_clips):
     _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 95}]}, inputs)
     assert result["status"] == "error"
     assert "clip 1: end 95.0 s is past its 2.0 s duration" in result["message"]
+
+
+def test_a_render_records_libx264_as_its_encoder(store, sample_clips):
+    inputs = {1: add_input(store, sample_clips["silent"])}
+
+    _, result = render(store, "multi_clip", {"clips": [{"clip_id": 1, "start": 0, "end": 1}]}, inputs)
+
+    assert (result["encoder"], "encoder_fallback" in result) == ("libx264", False)
+
+
+def test_without_a_usable_nvenc_the_render_falls_back_to_libx264_and_says_why(store, sample_clips, monkeypatch):
+    """This machine has no GPU: exactly a container whose driver libraries for video are missing."""
+    monkeypatch.setenv("EXPORTS_VIDEO_ENCODER", "h264_nvenc")
+    inputs = {1: add_input(store, sample_clips["sound"])}
+    params = {"clip_id": 1, "aspect": "9:16", "height": 320, "keyframes": [{"t": 0, "x": 0.5}]}
+
+    _, result = render(store, "framing_ai", params, inputs)
+
+    output_info(store, result)
+    assert result["encoder"] == "libx264"
+    assert result["encoder_fallback"].startswith("h264_nvenc could not start: ")
+    assert "libcuda" in result["encoder_fallback"]

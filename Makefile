@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 .PHONY: run test bench install migrate seed clean chromium
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt modal_jobs/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 \
 		| { grep -v "is ignored: it is neither a file nor a directory" || true; }

@@ -4,10 +4,11 @@ The deployable Modal app: one function per export kind. Deploy from the project 
     modal deploy modal_jobs/modal_app.py
 
 It needs the `exports-r2` secret in the Modal workspace, holding the AWS_* variables that
-S3Store.from_environment() reads (AWS_STORAGE_BUCKET_NAME, AWS_S3_ENDPOINT_URL,
-AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME). Imports no Django; the
-worker and the store are imported inside the function bodies, so importing this module
-(to deploy it, or in tests) needs neither.
+S3Store.from_environment() reads; the ones it cannot do without are declared as the secret's
+required keys, so a deploy without them fails instead of the first export. The image installs
+modal_jobs/requirements.txt, the exact pins the web side installs too. Imports no Django; the
+worker (and with it PyAV and boto3) is imported inside the function bodies, so importing this
+module (to deploy it, or in tests) needs neither.
 
 Retries are 0: the worker returns its failures instead of raising them, and a failure is
 not worth repeating; a raise or a time limit would otherwise be re-run for up to 4 hours more.
@@ -17,26 +18,33 @@ Modal still restarts an input on its own after a preemption or an internal failu
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any
 
 import modal
 
 from modal_jobs.modal_backend import FUNCTION_NAMES
+from modal_jobs.store import S3_REQUIRED_ENVIRONMENT
 
 APP_NAME = "exports"
 R2_SECRET_NAME = "exports-r2"
 TIME_LIMIT_SECONDS = 4 * 60 * 60  # long multi-clip exports run 40+ minutes
 STARTUP_LIMIT_SECONDS = 10 * 60  # left unset, the startup limit would be the 4 hours too (SDK default)
-NVENC_ENCODER = {"EXPORTS_VIDEO_ENCODER": "h264_nvenc"}  # read by pipeline.py; libx264 when unset
+NVENC_ENCODER = {"EXPORTS_VIDEO_ENCODER": "h264_nvenc"}  # read by pipeline.py; libx264 when unset or unusable
+WORKER_REQUIREMENTS = Path(__file__).with_name("requirements.txt")
+# Preemptible, the default: a preempted input restarts under the same call id and the worker counts the
+# attempt, so the export recovers at the cost of the render so far; non-preemptible capacity costs more on
+# every export to save that on a few.
+NONPREEMPTIBLE = False
 
 app = modal.App(APP_NAME)
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install("imageio-ffmpeg>=0.6,<0.9", "av>=14,<19", "pydantic>=2.9,<3", "boto3>=1.35,<2")
+    .pip_install_from_requirements(str(WORKER_REQUIREMENTS))
     .add_local_python_source("modal_jobs")
 )
-r2_secret = modal.Secret.from_name(R2_SECRET_NAME)
+r2_secret = modal.Secret.from_name(R2_SECRET_NAME, required_keys=list(S3_REQUIRED_ENVIRONMENT))
 
 
 def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +78,7 @@ COMMON_OPTIONS = {
     "timeout": TIME_LIMIT_SECONDS,
     "startup_timeout": STARTUP_LIMIT_SECONDS,
     "retries": 0,
+    "nonpreemptible": NONPREEMPTIBLE,
 }
 
 

@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
+# The variables S3Store.from_environment() cannot do without against R2 (the region defaults to "auto").
+S3_REQUIRED_ENVIRONMENT = (
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 
 
 def job_key(job_id: str, name: str) -> str:

@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import modal
 import pytest
 from modal._utils.async_utils import synchronizer
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from modal_jobs import modal_app
 from modal_jobs.modal_backend import FUNCTION_NAMES
 
 CPU_KINDS = ("multi_clip", "overlay")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +183,38 @@ def test_the_body_returns_an_error_instead_of_raising(monkeypatch: pytest.Monkey
         "status": "error",
         "message": "The export could not run: TimeoutError: the bucket did not answer",
     }
+
+
+# The image
+
+
+def pinned_requirements() -> dict[str, str]:
+    lines = [line.strip() for line in modal_app.WORKER_REQUIREMENTS.read_text().splitlines()]
+    pins = [line for line in lines if line and not line.startswith("#")]
+    assert all(pin.count("==") == 1 for pin in pins), pins
+    return {canonicalize_name(name): version for name, version in (pin.split("==") for pin in pins)}
+
+
+def test_the_image_installs_the_worker_requirements_that_the_web_side_installs():
+    requirements = (ROOT / "requirements.txt").read_text().splitlines()
+
+    assert modal_app.WORKER_REQUIREMENTS == ROOT / "modal_jobs" / "requirements.txt"
+    assert "-r modal_jobs/requirements.txt" in requirements
+
+
+def test_the_web_side_runs_exactly_the_versions_the_image_pins():
+    assert {name: metadata.version(name) for name in pinned_requirements()} == pinned_requirements()
+
+
+def test_every_package_the_pinned_ones_need_is_pinned_too():
+    """An unpinned dependency of a pinned package would still float when the image is rebuilt."""
+    pins = pinned_requirements()
+    needed = {
+        canonicalize_name(requirement.name)
+        for name in pins
+        for requirement in map(Requirement, metadata.requires(name) or [])
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+    }
+
+    assert needed <= set(pins), needed - set(pins)
+    assert {"av", "boto3", "imageio-ffmpeg", "pydantic"} <= set(pins)

@@ -13,6 +13,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -91,7 +92,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["id", "owner", "project", "kind", "backend", "modal_call_id", "status", "progress"]}),
         ("Worker", {"fields": ["stage", "message", "progress_at", "heartbeat_seen_at", "progress_record"]}),
-        ("Executor", {"fields": ["executor_state", "executor_checked_at", "progress_checked_at"]}),
+        ("Executor", {"fields": ["executor_state", "call_logs", "executor_checked_at", "progress_checked_at"]}),
         ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at"]}),
         ("Parameters", {"fields": ["pretty_params"]}),
         ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at"]}),
@@ -100,6 +101,7 @@ class ExportJobAdmin(admin.ModelAdmin):
         "pretty_params",
         "progress_record",
         "executor_state",
+        "call_logs",
     ]
 
     def has_add_permission(self, request):
@@ -144,6 +146,37 @@ class ExportJobAdmin(admin.ModelAdmin):
         except ExecutorUnavailable as error:
             return format_html('<span class="errornote">Unavailable: {}</span>', error)
         return format_html("<strong>{}</strong> {}", state.status, state.message)
+
+    @admin.display(description="call's logs")
+    def call_logs(self, job):
+        if not job.modal_call_id:
+            return "no call id yet"
+        # A link, not the logs: fetching them takes up to a deadline, which this page should not wait for.
+        url = reverse("admin:exports_exportjob_logs", args=[job.pk])
+        return format_html('<a href="{}">The last lines the call printed</a>', url)
+
+    def get_urls(self):
+        logs = self.admin_site.admin_view(self.logs_view)
+        return [path("<uuid:job_id>/logs/", logs, name="exports_exportjob_logs"), *super().get_urls()]
+
+    def logs_view(self, request, job_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ExportJob, pk=job_id)
+        logs, problem = "", ""
+        try:
+            logs = get_executor().logs(job.modal_call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
+        except ExecutorUnavailable as error:
+            problem = str(error)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "job": job,
+            "title": f"Logs of {job.modal_call_id or 'no call'}",
+            "logs": logs,
+            "problem": problem,
+        }
+        return TemplateResponse(request, "admin/exports/exportjob/logs.html", context)
 
     @admin.action(description="Reconcile now", permissions=["change"])
     def reconcile_now(self, request, queryset):

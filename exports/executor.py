@@ -110,7 +110,11 @@ class GuardedExecutor:
     def cancel(self, call_id: str, *, budget: Budget | None = None) -> None:
         self._call("cancel", call_id, budget=budget)
 
-    def _call(self, operation: str, *arguments, budget: Budget | None):
+    def logs(self, call_id: str, *, budget: Budget | None = None) -> str:
+        # A logs service that fails says nothing about the calls: it does not count towards the breaker.
+        return self._call("logs", call_id, budget=budget, counts_for_breaker=False)
+
+    def _call(self, operation: str, *arguments, budget: Budget | None, counts_for_breaker: bool = True):
         if self.breaker_open:
             raise CircuitOpen(f"The executor failed {self.failure_threshold} times in a row; retrying shortly.")
         timeout = self.deadline_seconds if budget is None else min(self.deadline_seconds, budget.remaining())
@@ -122,14 +126,17 @@ class GuardedExecutor:
         done, _ = wait([future], timeout=timeout)
         if not done:
             future.cancel()  # a call still queued behind hung ones must not start late
-            self._record_outcomes(failed=1)
+            if counts_for_breaker:
+                self._record_outcomes(failed=1)
             raise ExecutorUnavailable(f"The executor did not answer {operation} within {timeout:.1f} s.")
         try:
             result = future.result()
         except ExecutorUnavailable:
-            self._record_outcomes(failed=1)
+            if counts_for_breaker:
+                self._record_outcomes(failed=1)
             raise
-        self._record_outcomes(answered=1)
+        if counts_for_breaker:
+            self._record_outcomes(answered=1)
         return result
 
     def _record_outcomes(self, *, failed: int = 0, answered: int = 0) -> None:

@@ -75,3 +75,6 @@ class ExecutorBackend(Protocol):
 
     def cancel(self, call_id: str) -> None:
         """Ask the executor to stop the call; poll() reports TERMINATED once it has."""
+
+    def logs(self, call_id: str) -> str:
+        """The last lines the call printed, oldest first; raise ExecutorUnavailable when they cannot be read."""

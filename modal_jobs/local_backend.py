@@ -33,13 +33,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .executors import CallState, CallStatus, SpawnRefused
+from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALL_ID_PATTERN = re.compile(r"^local-[0-9a-f]{32}$")
 KINDS = ("multi_clip", "framing_ai", "overlay")
 # How long after SIGTERM a worker is SIGKILLed (cancel, time limit).
 KILL_GRACE_SECONDS = 5.0
+# How much of the end of worker.log logs() returns.
+LOG_TAIL_BYTES = 16 * 1024
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -167,6 +169,24 @@ class LocalBackend:
             # The supervisor also sees cancel.json and escalates to SIGKILL; this makes it prompt,
             # and covers a worker whose supervisor was killed.
             signal_group(started["worker_pgid"], signal.SIGTERM)
+
+    def logs(self, call_id: str) -> str:
+        if not CALL_ID_PATTERN.match(call_id):
+            raise ExecutorUnavailable("This executor has no such call.")
+        try:
+            # O_NOFOLLOW: the log is the worker's own file, never a link to somewhere else on this machine.
+            descriptor = os.open(self.call_dir(call_id) / "worker.log", os.O_RDONLY | os.O_NOFOLLOW)
+            with open(descriptor, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(0, size - LOG_TAIL_BYTES))
+                tail = log.read(LOG_TAIL_BYTES)
+        except FileNotFoundError:
+            raise ExecutorUnavailable("The worker has written no log (it has not started).") from None
+        except OSError as error:
+            raise ExecutorUnavailable(f"The worker's log cannot be read: {error.strerror or error}") from error
+        if size > LOG_TAIL_BYTES:
+            tail = tail.partition(b"\n")[2]  # start at a whole line
+        return tail.decode(errors="replace")
 
     # The queue
 

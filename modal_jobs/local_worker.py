@@ -84,8 +84,9 @@ def supervise(call_dir: Path, lock_descriptor: int) -> None:
 
 def run(call_dir: Path) -> None:
     from .store import store_from_config
-    from .worker import run_export
+    from .worker import log_to_stderr, run_export
 
+    log_to_stderr()
     call = read_json(call_dir / "call.json")
     result = run_export(call["payload"], store=store_from_config(call["store"]), call_id=call["call_id"])
     write_json_atomically(call_dir / "return.json", result)

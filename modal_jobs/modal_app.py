@@ -62,8 +62,9 @@ def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
     """
     try:
         from modal_jobs.store import S3Store
-        from modal_jobs.worker import run_export
+        from modal_jobs.worker import log_to_stderr, run_export
 
+        log_to_stderr()
         store = S3Store.from_environment()
         return run_export(payload, store=store, call_id=modal.current_function_call_id() or "", attempt=1)
     except Exception as error:

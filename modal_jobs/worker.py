@@ -33,6 +33,11 @@ RENDER_SHARE = (10, 95)
 UPLOAD_SHARE = (95, 99)
 
 
+def log_to_stderr() -> None:
+    """What the worker logs goes to the call's logs (worker.log locally, Modal's logs for a container)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def error_result(message: str) -> dict[str, Any]:
     return {"status": "error", "message": message}
 
@@ -53,6 +58,7 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     attempt = max(attempt, _previous_attempt(store, export.job_id, call_id) + 1)
     reporter = ProgressReporter(store=store, job_id=export.job_id, call_id=call_id, attempt=attempt)
     reporter.start(message="Starting export")
+    logger.info("Export %s (%s) started: call %s, attempt %d", export.job_id, export.kind, call_id, attempt)
     try:
         result = _run(export, params, store=store, reporter=reporter)
     except (RenderError, MediaProbeError, OSError) as error:
@@ -69,8 +75,10 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
             result = {**error_result(f"Could not store the result: {error}"), "job_id": export.job_id}
     if result["status"] == "success":
         reporter.finish(message="Export complete")
+        logger.info("Export %s succeeded: %s s rendered with %s", export.job_id, result["duration"], result["encoder"])
     else:
         reporter.fail(result["message"])
+        logger.info("Export %s failed: %s", export.job_id, result["message"])
     return result
 
 

@@ -58,3 +58,7 @@ class FaultInjectingBackend:
     def cancel(self, call_id):
         self._inject("cancel")
         return self.inner.cancel(call_id)
+
+    def logs(self, call_id):
+        self._inject("logs")
+        return self.inner.logs(call_id)

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+from exports.executor import get_executor
 from exports.models import ErrorReason, ExportJob, ExportJobEvent, ExportKind, ExportStatus
 from modal_jobs.executors import CallStatus
 from projects.models import Project
@@ -122,3 +123,56 @@ def test_working_videos_play_for_staff_in_the_admin(staff_client, project, clip)
     assert client.get(media_url, HTTP_RANGE="bytes=0-9").status_code == 206
     project_page = client.get(reverse("admin:projects_project_change", args=[project.pk])).content.decode()
     assert "Working videos" in project_page
+
+
+def test_the_logs_page_shows_what_a_local_call_printed(executor, staff_client, project, clip):
+    from exports import services
+
+    client, _ = staff_client
+    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
+    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+
+    change_page = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
+    logs_url = reverse("admin:exports_exportjob_logs", args=[job.pk])
+    page = client.get(logs_url).content.decode()
+
+    assert f'href="{logs_url}"' in change_page
+    assert executor.calls["logs"] == 1  # fetched by the logs page only, not by the change page
+    assert f"Export {job.pk} (multi_clip) started: call {job.modal_call_id}" in page
+    assert f"Export {job.pk} succeeded" in page
+
+
+@pytest.mark.parametrize("hostile", ["directory", "symlink", "missing"])
+def test_the_logs_page_says_not_available_when_the_log_cannot_be_read(
+    executor, staff_client, project, clip, hostile, tmp_path
+):
+    client, _ = staff_client
+    call_id = "local-" + "b" * 32
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id=call_id)
+    call_dir = executor.inner.call_dir(call_id)
+    call_dir.mkdir(parents=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a file outside the executor")
+    if hostile == "directory":
+        (call_dir / "worker.log").mkdir()
+    elif hostile == "symlink":
+        (call_dir / "worker.log").symlink_to(secret)
+
+    response = client.get(reverse("admin:exports_exportjob_logs", args=[job.pk]))
+
+    assert response.status_code == 200
+    assert "Not available: " in response.content.decode()
+    assert "a file outside the executor" not in response.content.decode()
+
+
+def test_the_logs_page_says_not_available_when_the_executor_does_not_answer(executor, staff_client, project):
+    client, _ = staff_client
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "c" * 32)
+    executor.fault = "hang"
+    get_executor().failure_threshold = 1
+
+    response = client.get(reverse("admin:exports_exportjob_logs", args=[job.pk]))
+
+    assert "Not available: The executor did not answer logs within 2.0 s." in response.content.decode()
+    assert not get_executor().breaker_open

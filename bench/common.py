@@ -4,9 +4,10 @@ instrumented daphne on loopback, sessions for WebSocket and HTTP clients, and
 percentiles.
 
 The executor the benchmarks talk to is the production one, ModalBackend, over
-the faithful fake of the Modal SDK that its tests use (Modal's cloud cannot be
-reached from here), behind the same fault-injecting wrapper as the tests, set
-to add EXECUTOR_LATENCY_SECONDS to every call: Modal's round trip, roughly.
+a fake of its four Modal requests (checked against the stand-in of Modal that the
+backend's tests use; Modal's cloud cannot be reached from here), behind the same
+fault-injecting wrapper as the tests, set to add EXECUTOR_LATENCY_SECONDS to
+every call: Modal's round trip, roughly.
 """
 
 from __future__ import annotations
@@ -56,26 +57,20 @@ def memory_kib(field: str, pid: int | str = "self") -> int:
 
 
 def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
-    """ModalBackend over the fake SDK, `latency_seconds` slower per call; every active job's call reads as running."""
+    """ModalBackend over the fake of its Modal requests, `latency_seconds` slower per call; every active call runs."""
     from django.conf import settings
 
     from exports.models import ExportJob
     from modal_jobs.modal_backend import ModalBackend
     from tests.faults import FaultInjectingBackend
-    from tests.modal_jobs.fake_modal import FakeModal, Running
+    from tests.modal_jobs.fake_modal import FakeModal
 
     fake = FakeModal()
-    fake.recorded = RecordNothing()  # the fake keeps every call for tests' asserts; a long run need not
     for call_id in ExportJob.objects.active().exclude(modal_call_id="").values_list("modal_call_id", flat=True):
-        fake.script(call_id, Running())
-    backend = FaultInjectingBackend(ModalBackend(modal_module=fake, pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY))
+        fake.running(call_id)
+    backend = FaultInjectingBackend(ModalBackend(requests=fake, pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY))
     backend.fault, backend.delay_seconds = "slow", latency_seconds
     return backend
-
-
-class RecordNothing(list):
-    def append(self, item) -> None:
-        pass
 
 
 class CountingStore:

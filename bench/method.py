@@ -8,9 +8,9 @@ daphne plus counters). The load generators share the machine's cores with the se
 latency here includes their scheduling too.
 
 **The executor.** Modal's cloud cannot be reached from here, so every figure that polls uses the
-production `ModalBackend` over the faithful fake of the Modal SDK that its tests use, behind the
-tests' fault-injecting wrapper set to add **50 ms to every call** (about Modal's round trip). Every
-active job's call reads as running.
+production `ModalBackend` over a fake of its four Modal requests (checked against the tests' stand-in
+of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms to every call**
+(about Modal's round trip). Every active job's call reads as running.
 
 1. **Progress latency.** Each job's worker is the real `ProgressReporter` writing `progress.json`
    to the store once a second (the worker's own throttle), at a random phase per job; each job's

@@ -1,21 +1,30 @@
 """
 The Modal executor: each export is a FunctionCall of the deployed `exports` app (see modal_app.py).
 
-Written against modal 1.6.4; imports no Django. Every SDK call runs on a small
-thread pool of this backend and is given up after `deadline_seconds`, because an
-unreachable Modal server can keep a call busy (retrying) for over a minute.
+Written against modal 1.6.4 (pinned); imports no Django. `ModalClient` makes the four
+requests through the real SDK; `ModalBackend` turns their answers into the executor
+boundary's, and never lets an exception other than KeyboardInterrupt out of spawn, poll,
+cancel or logs. Every SDK call runs on a small thread pool of this backend and is given
+up after `deadline_seconds`, because an unreachable Modal server can keep a call busy
+(retrying) for over a minute.
 
-How the SDK's answers map to the executor boundary is decided in `spawn`,
-`_state_from_error` and `cancel`; the reasons are next to each decision.
+The rule for reading a call: whatever is decoded from the call's own output (a value,
+an exception the function raised, the status Modal recorded) says how the call ended;
+only the SDK's transport and control-plane errors mean "could not tell". That is why
+`poll` does not use `FunctionCall.get()`: `get` raises the function's exceptions as
+themselves, so a remote built-in `TimeoutError` looks like "no output yet", a remote
+`OSError` like a lost connection, a remote `SystemExit` escapes, and a container that
+never started looks like a cancel.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from types import ModuleType
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
 
@@ -28,6 +37,7 @@ FUNCTION_NAMES: dict[str, str] = {
     "framing_ai": "export_framing_ai",
     "overlay": "export_overlay",
 }
+LOG_TAIL_ENTRIES = 200
 
 Result = TypeVar("Result")
 
@@ -35,6 +45,146 @@ Result = TypeVar("Result")
 def describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class OutputStatus(enum.StrEnum):
+    """What Modal holds for a call's one input: no output yet or any more, or the status its output carries."""
+
+    RUNNING = "running"  # no output, the input unfinished (queued, starting or running)
+    EXPIRED = "expired"  # no output and no unfinished input: Modal no longer keeps the outcome
+    SUCCESS = "success"
+    FAILURE = "failure"  # the function raised (or its result could not be decoded here)
+    TERMINATED = "terminated"  # stopped by a signal from outside: a cancel
+    KILLED = "killed"  # stopped by the platform: out of memory, evicted, idle timeout
+    TIMEOUT = "timeout"  # the function's time limit
+    INIT_FAILURE = "init_failure"  # the container never got to run the function
+    INTERNAL_FAILURE = "internal_failure"  # Modal's machinery failed (after its own retries)
+
+
+@dataclass(frozen=True)
+class CallOutput:
+    status: OutputStatus
+    value: Any = None  # what the function returned (SUCCESS)
+    message: str = ""  # the exception the function raised, described, or the text Modal recorded
+
+
+class ModalRequests(Protocol):
+    """The requests ModalBackend makes; `ModalClient` makes them of Modal, the bench's fake of a dict."""
+
+    def spawn(self, app_name: str, function_name: str, payload: dict[str, Any]) -> str: ...
+
+    def output(self, call_id: str) -> CallOutput: ...
+
+    def cancel(self, call_id: str) -> None: ...
+
+    def logs(self, call_id: str, entries: int) -> str: ...
+
+
+class ModalClient:
+    """The requests, through the real `modal` client (the Modal token and server come from its config)."""
+
+    def __init__(self):
+        import modal  # lazily: only a process that uses Modal pays for importing it
+        from modal._utils.async_utils import synchronizer
+
+        self.modal = modal
+        self._read_output = synchronizer.create_blocking(read_output)
+
+    def spawn(self, app_name: str, function_name: str, payload: dict[str, Any]) -> str:
+        return self.modal.Function.from_name(app_name, function_name).spawn(payload).object_id
+
+    def output(self, call_id: str) -> CallOutput:
+        return self._read_output(call_id)
+
+    def cancel(self, call_id: str) -> None:
+        # Without terminate_containers Modal only raises InputCancellation in the container and reports the call
+        # terminated once user code has unwound; terminating the container stops the render (and the billing).
+        self.modal.FunctionCall.from_id(call_id).cancel(terminate_containers=True)
+
+    def logs(self, call_id: str, entries: int) -> str:
+        return "".join(entry.message for entry in self.modal.FunctionCall.from_id(call_id).logs.tail(entries))
+
+
+async def read_output(call_id: str) -> CallOutput:
+    """
+    Ask for the call's output once, without waiting, and decode it with the SDK's own decoder.
+
+    This is `FunctionCall.get(timeout=0)` (modal/_functions.py `poll_function`) taken apart at the one
+    seam that matters: the output is fetched first (a failure there is the transport's), large results
+    are downloaded before decoding, and only then is `_process_result` run, so anything it raises was
+    decoded from the call's own output. The status is read from the output, not guessed from exceptions.
+    These are SDK internals (`_Invocation`, `_process_result`, the client's stub), which is why modal is
+    pinned; the stand-in tests run this code against the real client and catch an upgrade that moves them.
+    """
+    from modal._functions import _Invocation
+    from modal._utils.blob_utils import blob_download
+    from modal._utils.function_utils import _process_result
+    from modal.client import _Client
+    from modal_proto import api_pb2
+
+    client = await _Client.from_env()
+    response = await _Invocation(client._stub, call_id, client).pop_function_call_outputs(
+        index=0, timeout=0, clear_on_success=False
+    )
+    if not response.outputs:
+        return CallOutput(OutputStatus.RUNNING if response.num_unfinished_inputs else OutputStatus.EXPIRED)
+    output = response.outputs[0]
+    result = api_pb2.GenericResult()
+    result.CopyFrom(output.result)
+    if result.WhichOneof("data_oneof") == "data_blob_id":
+        result.data = await blob_download(result.data_blob_id, client._stub)
+    status = _output_status(result.status)
+    has_data_to_decode = status is OutputStatus.SUCCESS or (status is OutputStatus.FAILURE and bool(result.data))
+    if not has_data_to_decode:
+        return CallOutput(status, message=result.exception)
+    try:
+        value = await _process_result(result, output.data_format, client._stub, client)
+    except BaseException as error:  # decoded from the output, SystemExit and the like included
+        return CallOutput(OutputStatus.FAILURE, message=describe(error))
+    if status is OutputStatus.FAILURE:  # a failure whose data decoded to something that is not an exception
+        return CallOutput(OutputStatus.FAILURE, message=result.exception or f"Modal recorded a failure: {value!r}")
+    return CallOutput(OutputStatus.SUCCESS, value=value)
+
+
+def _output_status(status: int) -> OutputStatus:
+    from modal_proto import api_pb2
+
+    generic = api_pb2.GenericResult
+    return {
+        generic.GENERIC_STATUS_SUCCESS: OutputStatus.SUCCESS,
+        generic.GENERIC_STATUS_FAILURE: OutputStatus.FAILURE,
+        generic.GENERIC_STATUS_TERMINATED: OutputStatus.TERMINATED,
+        generic.GENERIC_STATUS_TIMEOUT: OutputStatus.TIMEOUT,
+        generic.GENERIC_STATUS_INIT_FAILURE: OutputStatus.INIT_FAILURE,
+        generic.GENERIC_STATUS_INTERNAL_FAILURE: OutputStatus.INTERNAL_FAILURE,
+        generic.GENERIC_STATUS_IDLE_TIMEOUT: OutputStatus.KILLED,
+        generic.GENERIC_STATUS_MEMORY_MANAGER_EVICTION: OutputStatus.KILLED,
+        generic.GENERIC_STATUS_MEMORY_THRASHING_EVICTION: OutputStatus.KILLED,
+        generic.GENERIC_STATUS_KERNEL_OOM_KILL: OutputStatus.KILLED,
+    }.get(status, OutputStatus.FAILURE)  # a status newer than this SDK: the call ended, and not well
+
+
+def state_of(output: CallOutput) -> CallState:
+    """The executor boundary's reading of a call's output: one line per status."""
+    message = output.message
+    match output.status:
+        case OutputStatus.RUNNING:
+            return CallState.running()
+        case OutputStatus.EXPIRED:
+            return CallState(CallStatus.EXPIRED, message="Modal no longer keeps the outcome of this call.")
+        case OutputStatus.SUCCESS:
+            return CallState.from_result(output.value)
+        case OutputStatus.TERMINATED:
+            return CallState(CallStatus.TERMINATED, message=message or "Modal stopped the call.")
+        case OutputStatus.KILLED:
+            return CallState(CallStatus.TERMINATED, message=f"Modal stopped the container: {message or 'no reason'}")
+        case OutputStatus.TIMEOUT:
+            return CallState(CallStatus.TIMED_OUT, message=message or "The export hit its time limit.")
+        case OutputStatus.INIT_FAILURE:
+            return CallState.failed(f"The container could not start the export: {message or 'no reason given'}")
+        case OutputStatus.INTERNAL_FAILURE:
+            return CallState.failed(f"The export failed in Modal: {message or 'internal failure'}")
+    return CallState.failed(f"The export raised {message}" if message else "The export failed.")
 
 
 class ModalBackend:
@@ -45,12 +195,13 @@ class ModalBackend:
         *,
         app_name: str = "exports",
         deadline_seconds: float = 5.0,
-        modal_module: ModuleType | Any | None = None,
+        requests: ModalRequests | None = None,
         pool_size: int = 8,
     ):
-        if modal_module is None:
-            import modal as modal_module  # lazily: only a process that uses Modal pays for importing it
-        self.modal = modal_module
+        import modal.exception
+
+        self.errors = modal.exception
+        self.requests = requests if requests is not None else ModalClient()
         self.app_name = app_name
         self.deadline_seconds = deadline_seconds
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="modal-call")
@@ -63,12 +214,7 @@ class ModalBackend:
             # SpawnRefused rather than ValueError: it is a definite refusal (nothing runs), and it is
             # what LocalBackend raises and the only spawn error besides ExecutorUnavailable that callers handle.
             raise SpawnRefused(f"Unknown export kind {kind!r}.")
-
-        def spawn_call() -> str:
-            function = self.modal.Function.from_name(self.app_name, function_name)
-            return function.spawn(payload).object_id
-
-        errors = self.modal.exception
+        errors = self.errors
         # A definite refusal: Modal answered, and the answer is that no call was created.
         # - NotFoundError: the app or function is not deployed (raised by the FunctionGet lookup, before FunctionMap).
         # - InvalidError (ConflictError included: FAILED_PRECONDITION, ABORTED): the server rejected the request.
@@ -78,81 +224,51 @@ class ModalBackend:
         # Not refusals: AuthError and PermissionDeniedError (the operator's credentials, they hit every call and
         # should open the breaker, not fail exports one by one), and every transport or deadline problem, since
         # a spawn whose reply was lost may have started: the call id is adopted later from the worker's record.
-        # RequestSizeError is not raised on this path in 1.6.4 (large payloads are uploaded as blobs).
         refusals = (errors.NotFoundError, errors.InvalidError, errors.ResourceExhaustedError, errors.SerializationError)
         try:
-            return self._within_deadline("spawn", spawn_call)
+            return self._within_deadline("spawn", lambda: self.requests.spawn(self.app_name, function_name, payload))
         except refusals as error:
             raise SpawnRefused(f"Modal refused to start {self.app_name}/{function_name}: {describe(error)}") from error
-        except ExecutorUnavailable:
+        except (ExecutorUnavailable, KeyboardInterrupt):
             raise
-        except Exception as error:
+        except BaseException as error:
             message = f"Modal did not confirm the spawn of {function_name}: {describe(error)}"
             raise ExecutorUnavailable(message) from error
 
     def poll(self, call_id: str) -> CallState:
-        def poll_call() -> Any:
-            # timeout=0 asks once and does not wait; `get` leaves the output in place (clear_on_success=False).
-            return self.modal.FunctionCall.from_id(call_id).get(timeout=0)
-
         try:
-            result = self._within_deadline("poll", poll_call)
-        except ExecutorUnavailable:
+            output = self._within_deadline("poll", lambda: self.requests.output(call_id))
+        except self.errors.NotFoundError:
+            # Also a grpclib.GRPCError, which otherwise means "could not tell": check it first.
+            return CallState(CallStatus.UNKNOWN, message=f"Modal does not know the call {call_id}.")
+        except (ExecutorUnavailable, KeyboardInterrupt):
             raise
-        except Exception as error:
-            return self._state_from_error(call_id, error)
-        return CallState.from_result(result)
+        except BaseException as error:
+            # Nothing was decoded from the call's output: AuthError, ConnectionError, ServiceError (UNAVAILABLE,
+            # DEADLINE_EXCEEDED, ...), the SDK's own retry deadline, and errors that escape its retries unconverted.
+            raise ExecutorUnavailable(f"Modal could not tell the state of {call_id}: {describe(error)}") from error
+        state = state_of(output)
+        if output.status is OutputStatus.FAILURE:
+            logger.warning("Modal call %s failed: %s", call_id, output.message)
+        return state
 
     def cancel(self, call_id: str) -> None:
-        # Without terminate_containers the container gets InputCancellation at its next heartbeat, so the
-        # worker can stop ffmpeg and clean up; poll() reads TERMINATED once Modal has recorded it.
         try:
-            self._within_deadline("cancel", lambda: self.modal.FunctionCall.from_id(call_id).cancel())
-        except self.modal.exception.NotFoundError:
+            self._within_deadline("cancel", lambda: self.requests.cancel(call_id))
+        except self.errors.NotFoundError:
             return  # Modal does not know the call: there is nothing to cancel
-        except ExecutorUnavailable:
+        except (ExecutorUnavailable, KeyboardInterrupt):
             raise
-        except Exception as error:
+        except BaseException as error:
             raise ExecutorUnavailable(f"Modal did not confirm the cancel of {call_id}: {describe(error)}") from error
 
-    # Reading FunctionCall.get()
-
-    def _state_from_error(self, call_id: str, error: Exception) -> CallState:
-        """
-        Read what `FunctionCall.get(timeout=0)` raised (modal 1.6.4, `poll_function` and `_process_result`).
-
-        The order matters: NotFoundError is also a grpclib.GRPCError, OutputExpiredError and
-        FunctionTimeoutError are both modal TimeoutErrors, the built-in TimeoutError is an OSError,
-        and every class below is a modal.exception.Error, which as a whole means "could not tell".
-        """
-        errors = self.modal.exception
-        if isinstance(error, TimeoutError):
-            # The built-in one: poll_function found no output yet and inputs are unfinished (queued or running).
-            return CallState.running()
-        if isinstance(error, errors.NotFoundError):
-            return CallState(CallStatus.UNKNOWN, message=f"Modal does not know the call {call_id}.")
-        if isinstance(error, errors.OutputExpiredError):
-            # No output and no unfinished input: it finished, but Modal no longer keeps the outcome.
-            return CallState(CallStatus.EXPIRED, message="Modal no longer keeps the outcome of this call.")
-        if isinstance(error, errors.FunctionTimeoutError):
-            return CallState(CallStatus.TIMED_OUT, message=str(error) or "The export hit its time limit.")
-        if isinstance(error, errors.RemoteError):
-            # A non-success output without a pickled exception: cancelled (GENERIC_STATUS_TERMINATED), or killed by
-            # the platform (out of memory, eviction, a crash); only the message tells which.
-            return CallState(CallStatus.TERMINATED, message=str(error) or "Modal stopped the call.")
-        if isinstance(error, (errors.InternalFailure, errors.ExecutionError, errors.DeserializationError)):
-            # It finished and failed in Modal's machinery (InternalFailure after Modal's own retries), or its
-            # outcome cannot be read here (ExecutionError and DeserializationError both say so); asking again
-            # gives the same answer, so treating it as "could not tell" would leave the job waiting forever.
-            return CallState.failed(f"The export failed in Modal: {describe(error)}")
-        if isinstance(error, (errors.Error, *transport_errors())):
-            # AuthError, ConnectionError, ClientClosed, ServiceError (UNAVAILABLE, DEADLINE_EXCEEDED, ...),
-            # InternalError, the SDK's own retry deadline, and errors that escape its retries unconverted.
-            raise ExecutorUnavailable(f"Modal could not tell the state of {call_id}: {describe(error)}") from error
-        # Anything else was raised inside the function and re-raised here as itself (modal_app's functions
-        # return an error dict instead of raising, so this is a container that failed to start the code).
-        logger.warning("Modal call %s raised %s", call_id, describe(error), exc_info=error)
-        return CallState.failed(f"The export raised {describe(error)}")
+    def logs(self, call_id: str) -> str:
+        try:
+            return self._within_deadline("logs", lambda: self.requests.logs(call_id, LOG_TAIL_ENTRIES))
+        except (ExecutorUnavailable, KeyboardInterrupt):
+            raise
+        except BaseException as error:
+            raise ExecutorUnavailable(f"Modal did not give the logs of {call_id}: {describe(error)}") from error
 
     # Deadlines
 
@@ -161,7 +277,7 @@ class ModalBackend:
         Run one SDK call on the pool and wait at most deadline_seconds for it (the call itself may go on).
 
         `wait` rather than `future.result(timeout=...)`: the latter raises the built-in TimeoutError,
-        which is also what `get` raises for a call still running.
+        which a request could raise too.
         """
         future = self._pool.submit(call)
         done, _ = wait([future], timeout=self.deadline_seconds)
@@ -170,11 +286,3 @@ class ModalBackend:
             future.cancel()
             raise ExecutorUnavailable(f"Modal did not answer {operation} within {self.deadline_seconds:g} s.")
         return future.result()
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Transport errors the SDK's retry loop can let through as themselves (modal/_utils/grpc_utils.py)."""
-    from grpclib.exceptions import GRPCError, StreamTerminatedError
-    from h2.exceptions import ProtocolError
-
-    return (GRPCError, StreamTerminatedError, ProtocolError, OSError)

@@ -77,3 +77,12 @@ def make_payload(kind: str, params: dict, inputs: dict) -> dict:
         "params": params,
         "inputs": {str(clip_id): entry for clip_id, entry in inputs.items()},
     }
+
+
+@pytest.fixture
+def modal_server(monkeypatch, tmp_path):
+    """A local stand-in of Modal's control plane, with this process's real `modal` client pointed at it."""
+    from .modal_server import running_modal_server
+
+    with running_modal_server(monkeypatch, tmp_path / "modal-config") as server:
+        yield server

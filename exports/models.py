@@ -28,11 +28,24 @@ TERMINAL_STATUSES = (ExportStatus.COMPLETE, ExportStatus.ERROR, ExportStatus.CAN
 
 
 class ErrorReason(models.TextChoices):
+    """Why a job failed: the label and the job's error_message are for admins, `for_user` for its owner."""
+
     SPAWN_FAILED = "spawn_failed", "The executor refused the spawn"
     FAILED = "failed", "The worker failed"
     TIMED_OUT = "timed_out", "The function hit its time limit"
     LOST = "lost", "The executor lost the call"
     ADMIN = "admin", "Marked as error by an admin"
+
+    def for_user(self, job_id) -> str:
+        """A plain sentence and the next step; the technical text (ffmpeg's, Modal's) stays in the admin."""
+        support = f"contact support and quote job {job_id}"
+        return {
+            ErrorReason.SPAWN_FAILED: "The export could not start. Try again in a few minutes.",
+            ErrorReason.FAILED: f"Something went wrong while rendering. Retry it; if it fails again, {support}.",
+            ErrorReason.TIMED_OUT: "The export ran past its time limit. Try a shorter export, or split it into parts.",
+            ErrorReason.LOST: "The export stopped reporting and was given up. Retry it.",
+            ErrorReason.ADMIN: f"An administrator stopped this export. To know why, {support}.",
+        }[self]
 
 
 class ExecutorBackend(models.TextChoices):
@@ -113,6 +126,10 @@ class ExportJob(models.Model):
     )
 
     objects = ExportJobQuerySet.as_manager()
+
+    @property
+    def error_for_user(self) -> str:
+        return ErrorReason(self.error_reason).for_user(self.pk) if self.error_reason else ""
 
     class Meta:
         ordering = ["-created_at"]

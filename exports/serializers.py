@@ -27,6 +27,6 @@ def serialize_job(job: ExportJob) -> dict:
         "updated_at": isoformat(job.updated_at),
         "finished_at": isoformat(job.finished_at),
         "cancel_requested": job.cancel_requested_at is not None,
-        "error": {"reason": job.error_reason, "message": job.error_message} if job.error_reason else None,
+        "error": {"reason": job.error_reason, "message": job.error_for_user} if job.error_reason else None,
         "working_video": {"id": video.pk, "url": video.get_media_url()} if video else None,
     }

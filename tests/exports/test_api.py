@@ -165,3 +165,23 @@ def test_deleting_a_project_hides_it_cancels_its_exports_and_purges_once_they_st
     assert not Clip.objects.filter(pk=long_clip.pk).exists()
     assert not Path(long_clip.media.path).exists()
     assert list((Path(long_clip.media.storage.location) / "exports" / job["id"]).glob("*")) == []
+
+
+def test_a_failed_job_tells_its_owner_a_plain_sentence_and_keeps_the_technical_text_for_the_admin(
+    owner_client, project
+):
+    technical = "The export raised ConnectionResetError: [Errno 104] reset by peer"
+    job = ExportJobFactory(
+        project=project, status=ExportStatus.ERROR, error_reason=ErrorReason.FAILED, error_message=technical
+    )
+
+    error = owner_client.get(f"/api/exports/{job.pk}/").json()["job"]["error"]
+    history = owner_client.get(reverse("exports:history")).content.decode()
+
+    assert error == {
+        "reason": "failed",
+        "message": "Something went wrong while rendering. Retry it; if it fails again, "
+        f"contact support and quote job {job.pk}.",
+    }
+    assert f"contact support and quote job {job.pk}" in history
+    assert technical not in history and "ConnectionResetError" not in str(error)

@@ -121,6 +121,7 @@ class ModalServer:
         self._apps: dict[str, str] = {}  # app name -> app id
         self._functions: dict[tuple[str, str], str] = {}  # (app name, function name) -> function id
         self._faults: dict[str, _Fault] = {}  # RPC name -> fault
+        self._secrets: dict[str, set[str]] = {}  # secret name -> the keys it holds
         self._lock = threading.Lock()  # the test thread scripts while the server thread answers
         self._implementations = {
             "FunctionGet": self._function_get,
@@ -129,6 +130,7 @@ class ModalServer:
             "FunctionCallCancel": self._function_call_cancel,
             "FunctionCallFromId": self._function_call_from_id,
             "AppFetchLogs": self._app_fetch_logs,
+            "SecretGetOrCreate": self._secret_get_or_create,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -187,6 +189,11 @@ class ModalServer:
             self._apps.setdefault(app_name, new_id("ap"))
             for function_name in function_names:
                 self._functions.setdefault((app_name, function_name), new_id("fu"))
+
+    def create_secret(self, name: str, *keys: str) -> None:
+        """A named Secret in the workspace holding these keys (their values never matter here)."""
+        with self._lock:
+            self._secrets[name] = set(keys)
 
     # Scripting: what a call reports
 
@@ -401,6 +408,19 @@ class ModalServer:
                 call.result = Result(status=Result.GENERIC_STATUS_TERMINATED)
                 call.result_format = api_pb2.DATA_FORMAT_UNSPECIFIED
         return empty_pb2.Empty()
+
+    async def _secret_get_or_create(
+        self, request: api_pb2.SecretGetOrCreateRequest
+    ) -> api_pb2.SecretGetOrCreateResponse:
+        """`Secret.from_name(name, required_keys=...)` as it hydrates (at deploy): the server checks the keys."""
+        with self._lock:
+            keys = self._secrets.get(request.deployment_name)
+        if keys is None:
+            raise GRPCError(Status.NOT_FOUND, f"Secret '{request.deployment_name}' not found")
+        missing = sorted(set(request.required_keys) - keys)
+        if missing:
+            raise GRPCError(Status.FAILED_PRECONDITION, f"Secret is missing key(s): {', '.join(missing)}")
+        return api_pb2.SecretGetOrCreateResponse(secret_id=new_id("st"))
 
     async def _function_call_from_id(
         self, request: api_pb2.FunctionCallFromIdRequest

@@ -29,9 +29,11 @@ from packaging.utils import canonicalize_name
 
 from modal_jobs import modal_app
 from modal_jobs.modal_backend import FUNCTION_NAMES
+from modal_jobs.store import S3_REQUIRED_ENVIRONMENT
 
 CPU_KINDS = ("multi_clip", "overlay")
 ROOT = Path(__file__).resolve().parents[2]
+REAL_FROM_ENV = inspect.getattr_static(modal.client._Client, "from_env")
 
 
 @pytest.fixture(autouse=True)
@@ -218,3 +220,25 @@ def test_every_package_the_pinned_ones_need_is_pinned_too():
 
     assert needed <= set(pins), needed - set(pins)
     assert {"av", "boto3", "imageio-ffmpeg", "pydantic"} <= set(pins)
+
+
+# The secret, as a deploy hydrates it against the stand-in of Modal's server
+
+
+@pytest.fixture
+def r2_secret(modal_server, monkeypatch):
+    # This test does reach a server, the stand-in on loopback: lift no_modal_client's refusal.
+    monkeypatch.setattr(modal.client._Client, "from_env", REAL_FROM_ENV)
+    yield modal_app.r2_secret
+    modal_app.r2_secret._unhydrate()
+
+
+def test_a_deploy_fails_when_the_secret_lacks_a_key_the_store_needs(modal_server, r2_secret):
+    keys = list(S3_REQUIRED_ENVIRONMENT)
+    modal_server.create_secret("exports-r2", *keys[1:])
+
+    with pytest.raises(modal.exception.ConflictError, match=keys[0]):
+        r2_secret.hydrate()
+
+    [request] = modal_server.requests("SecretGetOrCreate")
+    assert (request.deployment_name, list(request.required_keys)) == ("exports-r2", keys)

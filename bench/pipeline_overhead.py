@@ -18,10 +18,11 @@ import uuid
 from pathlib import Path
 
 from modal_jobs.media import ffmpeg_executable, probe
-from modal_jobs.pipeline import encoder_arguments
+from modal_jobs.pipeline import choose_encoder
 
 RUNS = 3
-ENCODING = [*encoder_arguments(), "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2"]
+AUDIO = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2"]
+ENCODING = [*choose_encoder().arguments(), "-pix_fmt", "yuv420p", *AUDIO]
 FRAMING = {
     "aspect": "9:16",
     "height": 1280,

@@ -81,10 +81,10 @@ class CountingStore:
         self.reads = 0
         self._lock = threading.Lock()
 
-    def read_bytes(self, key):
+    def read_bytes(self, key, **options):
         with self._lock:
             self.reads += 1
-        return self.inner.read_bytes(key)
+        return self.inner.read_bytes(key, **options)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

@@ -21,7 +21,6 @@ from django.utils.timesince import timesince
 
 from modal_jobs.executors import ExecutorUnavailable
 from modal_jobs.schema import InvalidParams
-from modal_jobs.store import job_key
 from projects.admin import ProjectAdmin
 from projects.media import media_response
 from projects.models import Project
@@ -126,7 +125,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     @admin.display(description="progress record")
     def progress_record(self, job):
         try:
-            raw = records.store_from_settings().read_bytes(job_key(str(job.pk), "progress.json"))
+            raw = records.read_record(job.pk, "progress.json")
         except Exception as error:  # shown, not raised: the page must render when storage fails
             return format_html('<span class="errornote">Could not read it: {}</span>', error)
         if raw is None:

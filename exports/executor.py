@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from django.conf import settings
 
 from modal_jobs.backends import get_backend
-from modal_jobs.executors import CallState, ExecutorBackend, ExecutorUnavailable
+from modal_jobs.executors import CallState, ExecutorBackend, ExecutorUnavailable, SpawnRefused
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class GuardedExecutor:
             except ExecutorUnavailable as error:
                 answers[call_id] = error
                 failed += 1
+            except Exception as error:  # one call's unreadable state (a bug, a broken file) is not an outage
+                answers[call_id] = unreadable_answer("poll", call_id, error)
         self._record_outcomes(failed=failed, answered=answered)
         return answers
 
@@ -135,6 +137,10 @@ class GuardedExecutor:
             if counts_for_breaker:
                 self._record_outcomes(failed=1)
             raise
+        except SpawnRefused:
+            raise
+        except Exception as error:
+            raise unreadable_answer(operation, arguments[0], error) from error
         if counts_for_breaker:
             self._record_outcomes(answered=1)
         return result
@@ -149,6 +155,16 @@ class GuardedExecutor:
             if self._consecutive_failures >= self.failure_threshold:
                 self._open_until = time.monotonic() + self.cooldown_seconds
                 logger.warning("Executor circuit breaker open for %.1f s", self.cooldown_seconds)
+
+
+def unreadable_answer(operation: str, call_id: str, error: Exception) -> ExecutorUnavailable:
+    """
+    A backend raised what it should not have (a bug, or a state file it cannot read): nothing is known about
+    the call, as when the executor cannot be reached, but it says nothing of the executor as a whole, so it
+    does not count towards the breaker.
+    """
+    logger.error("The executor's %s of %s raised %s", operation, call_id, error, exc_info=error)
+    return ExecutorUnavailable(f"The executor's answer to {operation} could not be read: {type(error).__name__}")
 
 
 _executor: GuardedExecutor | None = None

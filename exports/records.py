@@ -34,8 +34,21 @@ class ProgressRecord:
     worker_time: datetime
 
 
+def read_record(job_id, name: str) -> bytes | None:
+    """
+    The record's bytes (one more than the limit at most, so an oversized one shows), or None when there is
+    none or it cannot be opened: a directory or a link out of the store in its place reads as absent.
+    Errors of the store itself (S3 unreachable) are not the record's and go up.
+    """
+    try:
+        return store_from_settings().read_bytes(job_key(str(job_id), name), max_bytes=MAX_RECORD_BYTES + 1)
+    except (OSError, ValueError) as error:  # ValueError: FileSystemStore refuses a key that resolves outside it
+        logger.warning("Ignoring the %s of job %s: it cannot be read (%s)", name, job_id, error)
+        return None
+
+
 def read_progress(job_id) -> ProgressRecord | None:
-    raw = store_from_settings().read_bytes(job_key(str(job_id), "progress.json"))
+    raw = read_record(job_id, "progress.json")
     return None if raw is None else parse_progress(raw, job_id=job_id)
 
 
@@ -73,11 +86,14 @@ def parse_progress(raw: bytes, *, job_id=None) -> ProgressRecord | None:
 
 def read_result(job_id) -> dict | None:
     """Return the worker's stored result (success or error), or None when there is none or it is unreadable."""
-    raw = store_from_settings().read_bytes(job_key(str(job_id), "result.json"))
+    raw = read_record(job_id, "result.json")
     if raw is None:
         return None
+    if len(raw) > MAX_RECORD_BYTES:
+        logger.warning("Ignoring a result record of job %s larger than %d bytes", job_id, MAX_RECORD_BYTES)
+        return None
     try:
-        result = json.loads(raw[:MAX_RECORD_BYTES])
+        result = json.loads(raw)
     except ValueError:
         logger.warning("Ignoring an unreadable result record of job %s", job_id)
         return None

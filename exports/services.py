@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import enum
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -88,6 +89,7 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"
     LOST = "lost"
     UNAVAILABLE = "unavailable"
+    ERROR = "error"  # the check itself failed (logged with the job id); the job is left as it was
 
 
 # Events and transitions
@@ -290,13 +292,7 @@ def reconcile_job(job: ExportJob, *, trigger, budget: Budget | None = None, dry_
     look, each is done about once per interval. A dry run claims nothing and
     writes nothing; it reports what a real run would do.
     """
-    check = _begin_check(job, trigger=trigger, budget=budget, dry_run=dry_run, now=now)
-    if check.poll:
-        try:
-            check.state = get_executor().poll(job.modal_call_id, budget=budget)
-        except ExecutorUnavailable as error:
-            check.state = error
-    return _conclude_check(check, trigger=trigger, budget=budget)
+    return reconcile_each([job], trigger=trigger, budget=budget, dry_run=dry_run, now=now)[0][1]
 
 
 def reconcile_jobs(jobs, *, trigger) -> list[ExportJob]:
@@ -306,20 +302,39 @@ def reconcile_jobs(jobs, *, trigger) -> list[ExportJob]:
     return [job for job, _ in checked if job.is_active]
 
 
-def reconcile_each(jobs, *, trigger, budget: Budget | None = None, dry_run: bool = False) -> list:
+def reconcile_each(jobs, *, trigger, budget: Budget | None = None, dry_run: bool = False, now=None) -> list:
     """
     Reconcile each job as reconcile_job does, but ask the executor about all of them at once.
 
     A page whose owner has twenty running exports then waits one round trip
     to the executor, not twenty; reconcile_exports keeps many calls in flight
-    with few database threads. Returns (job, outcome) pairs.
+    with few database threads. One job whose check fails (logged) ends as
+    Outcome.ERROR and costs the others nothing. Returns (job, outcome) pairs.
     """
-    checks = [_begin_check(job, trigger=trigger, budget=budget, dry_run=dry_run) for job in jobs]
+    checks = [_Check(job=job, now=now or timezone.now(), dry_run=dry_run) for job in jobs]
+    for check in checks:
+        with _failing_alone(check):
+            _begin_check(check, trigger=trigger, budget=budget)
     polled = [check for check in checks if check.poll]
     states = get_executor().poll_many([check.job.modal_call_id for check in polled], budget=budget)
     for check in polled:
         check.state = states[check.job.modal_call_id]
-    return [(check.job, _conclude_check(check, trigger=trigger, budget=budget)) for check in checks]
+    for check in checks:
+        with _failing_alone(check):
+            check.outcome = _conclude_check(check, trigger=trigger, budget=budget)
+    return [(check.job, check.outcome) for check in checks]
+
+
+@contextmanager
+def _failing_alone(check: _Check):
+    """A step of one job's check that raises is logged with the job id and ends that check only, as ERROR."""
+    try:
+        yield
+    except DatabaseError:
+        raise  # the database is everyone's: the caller's transaction and connection handling decide
+    except Exception:
+        logger.exception("Reconciling job %s failed", check.job.pk)
+        check.outcome, check.poll = Outcome.ERROR, False
 
 
 @dataclass
@@ -335,12 +350,12 @@ class _Check:
     state: CallState | ExecutorUnavailable | None = None
 
 
-def _begin_check(job: ExportJob, *, trigger, budget, dry_run: bool = False, now=None) -> _Check:
+def _begin_check(check: _Check, *, trigger, budget) -> None:
     """Claim what is due, read the worker's progress; say whether the executor must be asked."""
-    check = _Check(job=job, now=now or timezone.now(), dry_run=dry_run)
+    job, dry_run = check.job, check.dry_run
     if job.status in TERMINAL_STATUSES:
         check.outcome = Outcome.TERMINAL
-        return check
+        return
     claimed = {"progress_checked_at", "executor_checked_at"} if dry_run else _claim_due_checks(job, check.now)
     if "progress_checked_at" in claimed:
         check.progressed = _read_progress(job, trigger=trigger, budget=budget, now=check.now, dry_run=dry_run)
@@ -351,7 +366,6 @@ def _begin_check(job: ExportJob, *, trigger, budget, dry_run: bool = False, now=
         check.poll = True
     elif not is_stale(job, now=check.now):
         check.outcome = progressed
-    return check
 
 
 def _conclude_check(check: _Check, *, trigger, budget) -> Outcome:

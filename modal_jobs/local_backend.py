@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import signal
@@ -34,12 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from .store import open_regular_file
+
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALL_ID_PATTERN = re.compile(r"^local-[0-9a-f]{32}$")
 KINDS = ("multi_clip", "framing_ai", "overlay")
 # How long after SIGTERM a worker is SIGKILLed (cancel, time limit).
 KILL_GRACE_SECONDS = 5.0
+# State files are a few hundred bytes; return.json holds the worker's result.
+MAX_STATE_FILE_BYTES = 1024 * 1024
 # How much of the end of worker.log logs() returns.
 LOG_TAIL_BYTES = 16 * 1024
 
@@ -54,11 +60,19 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
+    """The state file's object, or None when it is missing or is not one (truncated, a directory, not JSON)."""
     try:
-        with open(path) as handle:
-            return json.load(handle)
+        with open_regular_file(path) as handle:
+            data = json.loads(handle.read(MAX_STATE_FILE_BYTES + 1))
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as error:
+        logger.warning("Ignoring the unreadable state file %s: %s", path, error)
+        return None
+    if not isinstance(data, dict):
+        logger.warning("Ignoring the state file %s: it holds no JSON object", path)
+        return None
+    return data
 
 
 def lock_is_held(path: Path) -> bool:
@@ -174,9 +188,8 @@ class LocalBackend:
         if not CALL_ID_PATTERN.match(call_id):
             raise ExecutorUnavailable("This executor has no such call.")
         try:
-            # O_NOFOLLOW: the log is the worker's own file, never a link to somewhere else on this machine.
-            descriptor = os.open(self.call_dir(call_id) / "worker.log", os.O_RDONLY | os.O_NOFOLLOW)
-            with open(descriptor, "rb") as log:
+            # Not following links: the log is the worker's own file, never a link to elsewhere on this machine.
+            with open_regular_file(self.call_dir(call_id) / "worker.log", follow_links=False) as log:
                 size = log.seek(0, os.SEEK_END)
                 log.seek(max(0, size - LOG_TAIL_BYTES))
                 tail = log.read(LOG_TAIL_BYTES)
@@ -245,7 +258,7 @@ class LocalBackend:
         returned = read_json(call_dir / "return.json")
         ended = read_json(call_dir / "exit.json")
         finished_at = (ended or {}).get("finished_at")
-        if finished_at and time.time() - finished_at > self.result_ttl_seconds:
+        if isinstance(finished_at, int | float) and time.time() - finished_at > self.result_ttl_seconds:
             return CallState(CallStatus.EXPIRED, message="The call's outcome is no longer kept.")
         if returned is not None:
             return CallState.from_result(returned)  # the output won any race with a cancel
@@ -259,15 +272,17 @@ class LocalBackend:
             if cancel_requested:
                 return CallState(CallStatus.TERMINATED)
             return CallState.failed("The worker disappeared without a result (its supervisor was killed).")
-        how = ended["how"]
+        how = ended.get("how")
         if how == "timed_out":
-            return CallState(CallStatus.TIMED_OUT, message=f"Stopped after the {ended['limit']:g} s time limit.")
+            limit = ended.get("limit")
+            limit_text = f"{limit:g} s" if isinstance(limit, int | float) else "its"
+            return CallState(CallStatus.TIMED_OUT, message=f"Stopped after the {limit_text} time limit.")
         if cancel_requested or how == "cancelled":
             return CallState(CallStatus.TERMINATED)
         if how == "launch_failed":
-            return CallState.failed(ended["message"])
+            return CallState.failed(str(ended.get("message")))
         if how == "signal":
-            return CallState.failed(f"The worker was killed by {ended['signal']} without a result.")
+            return CallState.failed(f"The worker was killed by {ended.get('signal')} without a result.")
         return CallState.failed(f"The worker exited with code {ended.get('code')} without a result.")
 
     def _enforce_time_limit(self, call_dir: Path) -> None:

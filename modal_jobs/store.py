@@ -9,11 +9,13 @@ django-storages uses). Keys are always built from ids, never from user input.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
 # The variables S3Store.from_environment() cannot do without against R2 (the region defaults to "auto").
@@ -35,8 +37,8 @@ class ObjectStore(Protocol):
     def write_bytes(self, key: str, data: bytes) -> None:
         """Store `data` under `key` atomically: readers see the old object or the new one."""
 
-    def read_bytes(self, key: str) -> bytes | None:
-        """Return the object, or None when there is none."""
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
+        """Return the object (at most its first max_bytes), or None when there is none."""
 
     def append_bytes(self, key: str, data: bytes) -> None:
         """Add `data` to the end of the object (creating it)."""
@@ -68,10 +70,21 @@ class FileSystemStore:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        try:
+            path = (self.root / key).resolve()
+        except (RuntimeError, OSError) as error:  # a symlink loop (RuntimeError before Python 3.13)
+            raise ValueError(f"Key {key!r} cannot be resolved: {error}") from error
         if not path.is_relative_to(self.root.resolve()):
             raise ValueError(f"Key {key!r} escapes the store.")
         return path
+
+    def open_object(self, key: str) -> BinaryIO:
+        """
+        Open an object for reading, or raise FileNotFoundError. Only a regular file inside the store is an
+        object: a directory or a FIFO in its place raises OSError (a FIFO would block the reader for ever),
+        a link that leaves the store ValueError.
+        """
+        return open_regular_file(self.path(key))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         path = self.path(key)
@@ -87,9 +100,10 @@ class FileSystemStore:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def read_bytes(self, key: str) -> bytes | None:
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
         try:
-            return self.path(key).read_bytes()
+            with self.open_object(key) as handle:
+                return handle.read(-1 if max_bytes is None else max_bytes)
         except FileNotFoundError:
             return None
 
@@ -103,21 +117,26 @@ class FileSystemStore:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.partial")
-        size = _copy(Path(path), partial, on_progress, self.chunk_bytes)
+        with open(path, "rb") as reader:
+            size = _copy(reader, partial, on_progress, self.chunk_bytes)
         os.replace(partial, target)
         return size
 
     def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
-        source = self.path(key)
-        if not source.exists():
-            raise FileNotFoundError(f"No object {key!r} in the store.")
-        return _copy(source, Path(path), on_progress, self.chunk_bytes)
+        try:
+            reader = self.open_object(key)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"No object {key!r} in the store.") from None
+        with reader:
+            return _copy(reader, Path(path), on_progress, self.chunk_bytes)
 
     def size(self, key: str) -> int | None:
+        """The object's size, or None when there is no object: nothing, or no regular file inside the store."""
         try:
-            return self.path(key).stat().st_size
-        except FileNotFoundError:
+            found = os.stat(self.path(key))
+        except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
 
     def modified_at(self, key: str) -> float | None:
         try:
@@ -135,10 +154,23 @@ class FileSystemStore:
                 yield path.relative_to(base).as_posix()
 
 
-def _copy(source: Path, target: Path, on_progress: TransferProgress | None, chunk_bytes: int) -> int:
-    total = source.stat().st_size
+def open_regular_file(path: str | Path, *, follow_links: bool = True) -> BinaryIO:
+    """Open a file for reading, raising OSError unless it is a regular file: a FIFO must never block a reader."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else os.O_NOFOLLOW)
+    descriptor = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "Not a regular file", str(path))
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _copy(reader: BinaryIO, target: Path, on_progress: TransferProgress | None, chunk_bytes: int) -> int:
+    total = os.fstat(reader.fileno()).st_size
     done = 0
-    with open(source, "rb") as reader, open(target, "wb") as writer:
+    with open(target, "wb") as writer:
         while chunk := reader.read(chunk_bytes):
             writer.write(chunk)
             done += len(chunk)
@@ -184,11 +216,18 @@ class S3Store:
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
-    def read_bytes(self, key: str) -> bytes | None:
+    def read_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        ranged = {} if max_bytes is None else {"Range": f"bytes=0-{max_bytes - 1}"}
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return self.client.get_object(Bucket=self.bucket, Key=key, **ranged)["Body"].read()
         except self.client.exceptions.NoSuchKey:
             return None
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""  # a range of an empty object
+            raise
 
     def append_bytes(self, key: str, data: bytes) -> None:
         self.write_bytes(key, (self.read_bytes(key) or b"") + data)

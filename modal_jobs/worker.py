@@ -85,8 +85,8 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
 def _previous_attempt(store: ObjectStore, job_id: str, call_id: str) -> int:
     """An executor re-running the same call (after a preemption) finds its own earlier record: count attempts."""
     try:
-        previous = json.loads(store.read_bytes(job_key(job_id, "progress.json")) or b"{}")
-    except ValueError:
+        previous = json.loads(store.read_bytes(job_key(job_id, "progress.json"), max_bytes=64 * 1024) or b"{}")
+    except (OSError, ValueError):  # unreadable or not JSON: count from here
         return 0
     if isinstance(previous, dict) and previous.get("call_id") == call_id and isinstance(previous.get("attempt"), int):
         return previous["attempt"]

@@ -62,3 +62,18 @@ class FaultInjectingBackend:
     def logs(self, call_id):
         self._inject("logs")
         return self.inner.logs(call_id)
+
+
+class FailingReads:
+    """The real store, except that reading any key containing `part` raises `error` (a store bug or outage)."""
+
+    def __init__(self, inner, part: str, error: Exception):
+        self.inner, self.part, self.error = inner, part, error
+
+    def read_bytes(self, key, **options):
+        if self.part in key:
+            raise self.error
+        return self.inner.read_bytes(key, **options)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)

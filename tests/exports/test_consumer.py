@@ -163,10 +163,10 @@ class CountingStore:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def read_bytes(self, key):
+    def read_bytes(self, key, **options):
         if key.endswith("/progress.json"):
             self.progress_reads += 1
-        return self.inner.read_bytes(key)
+        return self.inner.read_bytes(key, **options)
 
 
 async def test_ten_sockets_on_one_job_cost_what_one_does(executor, owner, project, long_clip, settings, monkeypatch):

@@ -150,8 +150,9 @@ class Command(BaseCommand):
             "purged_projects": purged,
         }
         self.report(summary, as_json=options["json"])
-        if outcomes[CRASHED]:
-            raise CommandError(f"Reconciling {outcomes[CRASHED]} job(s) crashed; see the log.")
+        if outcomes[CRASHED] or outcomes[Outcome.ERROR]:
+            failed = outcomes[CRASHED] + outcomes[Outcome.ERROR]
+            raise CommandError(f"The check of {failed} job(s) failed; see the log for each job id.")
         if outcomes[Outcome.UNAVAILABLE]:
             raise CommandError(f"The executor was unavailable for {outcomes[Outcome.UNAVAILABLE]} job(s).")
 

@@ -42,6 +42,33 @@ def server_error(request):
     return defaults.server_error(request)
 
 
+ERROR_MESSAGES = {400: "Bad request.", 403: "Permission denied.", 404: "Not found.", 405: "Method not allowed."}
+
+
+class ApiErrorsAsJson:
+    """
+    Every error answer under /api/ is JSON, DEBUG or not.
+
+    The handlers above cover DEBUG off; with DEBUG on Django answers an unknown URL, an Http404 or an
+    exception (a body over DATA_UPLOAD_MAX_MEMORY_SIZE included) with its HTML debug pages, which also
+    show the settings. Outermost, this sees the answer whatever produced it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            is_api_request(request)
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            message = ERROR_MESSAGES.get(response.status_code, "Server error." if response.status_code >= 500 else "")
+            return json_error(message or response.reason_phrase, status=response.status_code)
+        return response
+
+
 def csrf_failure(request, reason=""):
     if is_api_request(request):
         return json_error(f"CSRF verification failed: {reason}", status=403)

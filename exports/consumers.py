@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from . import services
 from .broadcast import user_group
-from .models import ACTIVE_STATUSES, ExportJob, Trigger
+from .models import ACTIVE_STATUSES, TRAY_RETENTION, ExportJob, Trigger
 from .serializers import serialize_job
 
 logger = logging.getLogger(__name__)
@@ -36,15 +36,23 @@ UNAUTHENTICATED = 4401
 MAX_FRAME_BYTES = 4096
 
 
-def parse_cursor(query_string: bytes) -> datetime | None:
+def parse_cursor(query_string: bytes, *, now: datetime) -> datetime | None:
+    """
+    The client's cursor, as an aware UTC time no older than the tray's retention: what changed before
+    that has left the tray anyway, and an older cursor would only make a larger snapshot. A cursor
+    that is not one, or lies outside the database's range (year 1 at UTC+1), is no cursor.
+    """
     values = parse_qs(query_string.decode(errors="replace")).get("cursor")
     if not values:
         return None
     try:
         cursor = datetime.fromisoformat(values[0])
-    except ValueError:
+        if cursor.tzinfo is None:
+            return None
+        cursor = cursor.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return cursor if cursor.tzinfo else None
+    return min(max(cursor, now - TRAY_RETENTION), now)
 
 
 def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
@@ -91,7 +99,8 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         self.active_job_ids: set = set()
         self.tasks: list[asyncio.Task] = []
         await self.channel_layer.group_add(self.group_name, self.channel_name)
-        jobs, cursor = await database_sync_to_async(snapshot)(user, parse_cursor(self.scope.get("query_string", b"")))
+        cursor = parse_cursor(self.scope.get("query_string", b""), now=timezone.now())
+        jobs, cursor = await database_sync_to_async(snapshot)(user, cursor)
         self.active_job_ids = {job["id"] for job in jobs if job["status"] in ACTIVE_STATUSES}
         await self.send_json({"type": "snapshot", "jobs": jobs, "cursor": cursor})
         self.tasks = [
@@ -115,7 +124,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested thousands deep
             await self.send_json({"type": "error", "error": "That frame is not valid JSON."})
             return
         if isinstance(message, dict) and message.get("type") == "ping":

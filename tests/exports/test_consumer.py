@@ -226,3 +226,53 @@ async def test_signing_out_in_another_tab_closes_the_sessions_sockets_with_4401(
     assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     assert await other_session.receive_nothing(timeout=0.5)
     await other_session.disconnect()
+
+
+@pytest.mark.parametrize(
+    "cursor", ["0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00", "2000-01-01T00:00:00Z", "not-a-time"]
+)
+async def test_a_cursor_outside_the_databases_range_is_no_cursor_and_the_socket_stays_up(owner, cursor):
+    """Before: year 1 at UTC+1 or year 9999 at UTC-1 overflowed and closed the socket with 1011."""
+    socket, snapshot = await connect(owner, path=f"/ws/exports/?cursor={cursor}")
+
+    await socket.send_to(text_data=json.dumps({"type": "ping"}))
+
+    assert snapshot["jobs"] == []
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.disconnect()
+
+
+async def test_brackets_nested_thousands_deep_get_an_error_and_the_socket_stays_up(owner):
+    """Before: RecursionError closed the socket with 1011 and a traceback."""
+    socket, _ = await connect(owner)
+
+    await socket.send_to(text_data="[" * 2000 + "]" * 2000)
+
+    assert (await socket.receive_json_from())["error"] == "That frame is not valid JSON."
+    await socket.send_to(text_data=json.dumps({"type": "ping"}))
+    assert await socket.receive_json_from() == {"type": "pong"}
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "accepted"),
+    [
+        ("http://localhost", "localhost", True),
+        ("http://localhost:8000", "localhost:8000", True),
+        ("https://localhost", "localhost:443", True),
+        ("http://localhost:1", "localhost:8000", False),  # another service on the same host
+        ("http://localhost:8000", "localhost", False),
+        ("https://localhost:8000", "localhost:8000", True),
+        ("null", "localhost", False),
+    ],
+)
+async def test_a_socket_is_accepted_only_from_the_sites_own_origin_port_included(owner, origin, host, accepted):
+    """Before: the Origin check compared host names only, so http://127.0.0.1:1 was accepted."""
+    cookie = (await sync_to_async(session_cookie)(owner)).encode()
+    headers = [(b"origin", origin.encode()), (b"host", host.encode()), (b"cookie", cookie)]
+    socket = WebsocketCommunicator(application, "/ws/exports/", headers=headers)
+
+    connected, _ = await socket.connect()
+
+    assert connected is accepted
+    await socket.disconnect()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
+from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -149,6 +150,10 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         reconcile = sync_to_async(reconcile_socket_jobs, thread_sensitive=False)
         while True:
             await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
+            if not (await get_user(self.scope)).is_authenticated:
+                # Deactivated, or the password changed (the session's auth hash no longer matches): as a page would.
+                await self.close(code=UNAUTHENTICATED)
+                return
             if not self.active_job_ids:
                 continue
             checked = set(self.active_job_ids)

@@ -276,3 +276,18 @@ async def test_a_socket_is_accepted_only_from_the_sites_own_origin_port_included
 
     assert connected is accepted
     await socket.disconnect()
+
+
+@pytest.mark.parametrize("revoke", ["deactivated", "password changed"])
+async def test_an_open_socket_closes_once_its_users_access_is_revoked(owner, settings, revoke):
+    """Before: a deactivated user, or one whose password changed, kept receiving frames, completion included."""
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.1
+    socket, _ = await connect(owner)
+
+    if revoke == "deactivated":
+        owner.is_active = False
+    else:
+        owner.set_password("a new one")
+    await sync_to_async(owner.save)()
+
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from projects.media import media_response
 
@@ -24,7 +24,7 @@ def history(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def working_video_media(request, video_id):
     video = get_object_or_404(
         WorkingVideo.objects.select_related("project", "export_job"), pk=video_id, project__owner=request.user

@@ -33,7 +33,8 @@ def media_response(request, field_file, *, content_type: str, filename: str, as_
         response["Content-Range"] = f"bytes */{size}"
         return response
     start, stop = byte_range or (0, size)
-    response = StreamingHttpResponse(_read(path, start, stop), content_type=content_type)
+    body = iter(()) if request.method == "HEAD" else _read(path, start, stop)  # HEAD: the headers GET would send
+    response = StreamingHttpResponse(body, content_type=content_type)
     response["Content-Length"] = str(stop - start)
     response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = disposition
@@ -60,6 +61,10 @@ def _requested_range(request, size: int):
     parsed: Range | None = parse_range_header(header)
     if parsed is None or len(parsed.ranges) != 1:
         return None  # malformed or multipart ranges: RFC 9110 lets us send the whole file
+    start, stop = parsed.ranges[0]
+    if start < 0 and size > 0:
+        # A suffix range longer than the file means the whole file (RFC 9110, 14.1.2), not 416.
+        return max(0, size + start), size
     bounds = parsed.range_for_length(size)
     return bounds if bounds is not None else "unsatisfiable"
 

@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from exports_project.http import api_view, isoformat
 from modal_jobs.media import MediaProbeError
@@ -56,7 +56,7 @@ def clip_upload(request, project_id):
 
 
 @login_required
-@require_GET
+@require_safe
 def clip_media(request, project_id, clip_id):
     clip = get_object_or_404(Clip.objects.owned_by(request.user), project_id=project_id, pk=clip_id)
     return media_response(

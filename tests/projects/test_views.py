@@ -167,6 +167,25 @@ def test_a_range_past_the_end_is_416(owner_client, clip, video_path):
     assert response["Content-Range"] == f"bytes */{size}"
 
 
+@pytest.mark.parametrize("suffix", [10**20, 10**6])
+def test_a_suffix_range_longer_than_the_file_sends_the_whole_file(owner_client, clip, video_path, suffix):
+    """RFC 9110: the entire representation, not 416 (which it answered before)."""
+    data = video_path.read_bytes()
+
+    response = owner_client.get(clip.get_media_url(), HTTP_RANGE=f"bytes=-{suffix}")
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    assert b"".join(response.streaming_content) == data
+
+
+def test_head_answers_the_headers_of_get_without_the_body(owner_client, clip, video_path):
+    """Before: 405."""
+    response = owner_client.head(clip.get_media_url(), HTTP_RANGE="bytes=0-99")
+
+    assert (response.status_code, response["Content-Length"], response["Accept-Ranges"]) == (206, "100", "bytes")
+
+
 def test_without_a_range_the_whole_file_is_sent_and_ranges_are_advertised(owner_client, clip, video_path):
     response = owner_client.get(clip.get_media_url())
     assert response.status_code == 200

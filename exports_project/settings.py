@@ -176,6 +176,12 @@ WHITENOISE_AUTOREFRESH = DEBUG
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = None
 CLIP_UPLOAD_MAX_BYTES = env.int("CLIP_UPLOAD_MAX_BYTES", default=2 * 1024**3)
+# What an uploaded clip may ask of the probe and the renderer (modal_jobs.media.UploadLimits).
+CLIP_MAX_SIDE = env.int("CLIP_MAX_SIDE", default=4096)
+CLIP_MAX_FRAME_PIXELS = env.int("CLIP_MAX_FRAME_PIXELS", default=4096 * 2304)
+CLIP_MAX_PIXEL_RATE = env.int("CLIP_MAX_PIXEL_RATE", default=4096 * 2304 * 60)
+CLIP_PROBE_MEMORY_BYTES = env.int("CLIP_PROBE_MEMORY_BYTES", default=512 * 1024**2)
+CLIP_PROBE_SECONDS = env.float("CLIP_PROBE_SECONDS", default=120.0)
 
 # Exports: which executor runs them, and its limits.
 EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")

@@ -9,11 +9,15 @@ metadata is read with PyAV, which links its own FFmpeg libraries.
 
 from __future__ import annotations
 
+import errno
+import json
 import math
 import os
+import resource
 import shutil
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
@@ -21,6 +25,37 @@ import av
 
 # How far before the stated duration the last decodable frame may be.
 END_TOLERANCE_SECONDS = 0.25
+# The containers a clip may come in (FFmpeg's demuxer name -> the stored extension and type): what a video
+# editor takes. No playlists (an HLS segment may name any file on the server), no concat, no image sequences.
+UPLOAD_CONTAINERS = {
+    "mov,mp4,m4a,3gp,3g2,mj2": (".mp4", "video/mp4"),
+    "matroska,webm": (".webm", "video/webm"),
+    "avi": (".avi", "video/x-msvideo"),
+    "mpegts": (".ts", "video/mp2t"),
+}
+UNREADABLE = "This file is not a video we can read."
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may ask of the machine that probes it (and later of the renderer)."""
+
+    max_side: int = 4096
+    max_frame_pixels: int = 4096 * 2304
+    max_pixel_rate: float = 4096 * 2304 * 60  # pixels a second
+    memory_bytes: int = 512 * 1024**2  # the probing process's data, decoders included
+    seconds: float = 120.0
+
+    def refusal(self, width: int, height: int, frame_rate: float) -> str:
+        """One message for every size refusal; empty when the video is within the limits."""
+        if max(width, height) <= self.max_side and width * height <= self.max_frame_pixels:
+            if width * height * frame_rate <= self.max_pixel_rate:
+                return ""
+        rate = self.max_pixel_rate / self.max_frame_pixels
+        return (
+            f"This video is larger than we take: at most {self.max_side} pixels a side, "
+            f"{self.max_frame_pixels / 1e6:.1f} megapixels a frame and {rate:g} such frames a second."
+        )
 
 
 class MediaProbeError(ValueError):
@@ -74,12 +109,42 @@ def run_ffmpeg(arguments: list[str], *, timeout: float | None = None) -> None:
         raise RuntimeError(f"ffmpeg exited with {completed.returncode}: {tail}")
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """Read a video's metadata and decode its first frame, or raise MediaProbeError."""
+def probe_upload(path: str | Path, limits: UploadLimits) -> MediaInfo:
+    """
+    Probe an uploaded file in a child process held to limits.memory_bytes and limits.seconds.
+
+    A decoder bomb (a few MB of MJPEG at 16000x16000) then costs the child its budget and the user a
+    refusal, never the web process its memory; the child refuses by container and by picture size
+    from the header before it decodes anything.
+    """
+    command = [sys.executable, "-m", "modal_jobs.media", str(path), json.dumps(asdict(limits))]
     try:
-        container = av.open(str(path))
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=limits.seconds, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaProbeError("This video takes too long to read.") from None
+    try:
+        answer = json.loads(completed.stdout)
+    except ValueError:
+        answer = {"error": UNREADABLE}  # the child died: over its memory budget, or a crash in a decoder
+    if "error" in answer:
+        raise MediaProbeError(answer["error"])
+    return MediaInfo(**answer["info"])
+
+
+def probe(path: str | Path, limits: UploadLimits | None = None) -> MediaInfo:
+    """
+    Read a video's metadata and decode its first and last frames, or raise MediaProbeError.
+
+    With limits (an upload), only UPLOAD_CONTAINERS are opened, from the local file alone, and the
+    picture size is checked from the header before any frame is decoded.
+    """
+    options = {}
+    if limits is not None:
+        options = {"format_whitelist": ",".join(UPLOAD_CONTAINERS), "protocol_whitelist": "file"}
+    try:
+        container = av.open(str(path), options=options)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
-        raise MediaProbeError("This file is not a video we can read.") from error
+        raise MediaProbeError(UNREADABLE) from error
     with container:
         if not container.streams.video:
             raise MediaProbeError("This file has no video stream.")
@@ -87,15 +152,17 @@ def probe(path: str | Path) -> MediaInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise MediaProbeError("This video has no picture size.")
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if limits is not None and (refusal := limits.refusal(width, height, float(rate) if rate else 0.0)):
+            raise MediaProbeError(refusal)
         duration = _duration_seconds(container, stream)
         if not duration or not math.isfinite(duration) or duration <= 0:
             raise MediaProbeError("This video has no duration.")
         try:
             first_frame = next(container.decode(stream))
         except (av.FFmpegError, StopIteration) as error:
-            raise MediaProbeError("This video's frames cannot be decoded.") from error
+            raise MediaProbeError(_out_of_memory(error) or "This video's frames cannot be decoded.") from error
         _check_end_decodes(container, stream, duration)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         audio = container.streams.audio[0] if container.streams.audio else None
         return MediaInfo(
             duration=round(duration, 3),
@@ -120,10 +187,18 @@ def _check_end_decodes(container, stream, duration: float) -> None:
             if frame.time is not None:
                 last_time = frame.time
     except av.FFmpegError as error:
-        raise MediaProbeError("This video is truncated or damaged: its end cannot be decoded.") from error
+        message = _out_of_memory(error) or "This video is truncated or damaged: its end cannot be decoded."
+        raise MediaProbeError(message) from error
     start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
     if last_time is None or last_time - start < duration - END_TOLERANCE_SECONDS:
         raise MediaProbeError("This video is truncated or damaged: its end cannot be decoded.")
+
+
+def _out_of_memory(error: Exception) -> str:
+    """The refusal when decoding ran out of the probe's memory budget (ENOMEM), else ""."""
+    if getattr(error, "errno", None) == errno.ENOMEM:
+        return "This video needs more memory to decode than we allow."
+    return ""
 
 
 def _duration_seconds(container, stream) -> float | None:
@@ -152,3 +227,20 @@ def generate_test_clip(
     arguments += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(frame_rate * 2)]
     arguments += ["-movflags", "+faststart", "-shortest", str(path)]
     run_ffmpeg(arguments)
+
+
+def main(arguments: list[str]) -> None:
+    """`python -m modal_jobs.media PATH LIMITS_JSON`: probe_upload's child; prints {"info": ...} or {"error": ...}."""
+    limits = UploadLimits(**json.loads(arguments[1]))
+    resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+    try:
+        answer = {"info": asdict(probe(arguments[0], limits))}
+    except MediaProbeError as error:
+        answer = {"error": str(error)}
+    except MemoryError:
+        answer = {"error": _out_of_memory(OSError(errno.ENOMEM, "")) or UNREADABLE}
+    print(json.dumps(answer), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

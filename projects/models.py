@@ -4,20 +4,15 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-# Container names PyAV reports, mapped to the extension and type browsers expect.
-CONTAINER_TYPES = {
-    "mov,mp4,m4a,3gp,3g2,mj2": (".mp4", "video/mp4"),
-    "matroska,webm": (".webm", "video/webm"),
-    "avi": (".avi", "video/x-msvideo"),
-    "mpegts": (".ts", "video/mp2t"),
-}
+from modal_jobs.media import UPLOAD_CONTAINERS
+
 DEFAULT_CONTAINER_TYPE = (".video", "application/octet-stream")
 
 
 def clip_storage_key(clip: "Clip", filename: str) -> str:
     """Return a storage key built from ids only: user-supplied names never reach storage."""
     extension = filename[filename.rfind(".") :] if "." in filename else ""
-    if extension not in {ext for ext, _ in CONTAINER_TYPES.values()}:
+    if extension not in {ext for ext, _ in UPLOAD_CONTAINERS.values()}:
         extension = DEFAULT_CONTAINER_TYPE[0]
     return f"projects/{clip.project_id}/clips/{uuid.uuid4().hex}{extension}"
 

@@ -1,16 +1,27 @@
 """Business rules of projects and their clips."""
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Max
 
-from modal_jobs.media import probe
+from modal_jobs.media import UPLOAD_CONTAINERS, UploadLimits, probe_upload
 
-from .models import CONTAINER_TYPES, DEFAULT_CONTAINER_TYPE, Clip, Project
+from .models import DEFAULT_CONTAINER_TYPE, Clip, Project
 
 
 def create_project(*, owner, name: str) -> Project:
     return Project.objects.create(owner=owner, name=name)
+
+
+def upload_limits() -> UploadLimits:
+    return UploadLimits(
+        max_side=settings.CLIP_MAX_SIDE,
+        max_frame_pixels=settings.CLIP_MAX_FRAME_PIXELS,
+        max_pixel_rate=settings.CLIP_MAX_PIXEL_RATE,
+        memory_bytes=settings.CLIP_PROBE_MEMORY_BYTES,
+        seconds=settings.CLIP_PROBE_SECONDS,
+    )
 
 
 def add_clip(*, project: Project, path: str, original_name: str = "") -> Clip:
@@ -20,8 +31,8 @@ def add_clip(*, project: Project, path: str, original_name: str = "") -> Clip:
     Raises `modal_jobs.media.MediaProbeError`, with a message meant for the user,
     before anything is stored when the file is not a readable video.
     """
-    info = probe(path)
-    extension, content_type = CONTAINER_TYPES.get(info.container, DEFAULT_CONTAINER_TYPE)
+    info = probe_upload(path, upload_limits())
+    extension, content_type = UPLOAD_CONTAINERS.get(info.container, DEFAULT_CONTAINER_TYPE)
     clip = Clip(
         project=project,
         original_name=original_name[:255],

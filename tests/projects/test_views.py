@@ -94,7 +94,7 @@ def test_upload_probes_a_real_video(owner_client, project, video_path, silent_vi
     "name, content, message",
     [
         ("notes.mp4", b"these are my match notes, not a video\n" * 50, "not a video we can read"),
-        ("song.wav", None, "no video stream"),
+        ("song.wav", None, "not a video we can read"),  # a container no editor takes for video
         ("header-only.mp4", "first 1500 bytes", "frames cannot be decoded"),
         ("cut-short.mp4", "first 60%", "truncated or damaged"),
     ],

@@ -43,11 +43,6 @@ class RenderPlan:
     prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
 
 
-def even(value: float) -> int:
-    """Nearest even size (H.264 with 4:2:0 chroma needs even dimensions)."""
-    return max(2, int(round(value / 2)) * 2)
-
-
 def even_within(value: float) -> int:
     """Largest even size that fits in `value` (for crops, which cannot exceed the source)."""
     return max(2, int(value) // 2 * 2)
@@ -79,8 +74,7 @@ def _audio_chain(label_in: str | None, duration: float, label_out: str) -> str:
 
 def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
     first = clips[params.clips[0].clip_id][1]
-    height = even(params.height or first.height)
-    width = even(height * first.width / first.height)
+    width, height = params.output_size(first)
     rate = params.frame_rate
     inputs: list[str] = []
     chains: list[str] = []
@@ -104,13 +98,25 @@ def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
 
 
 def _centre_expression(keyframes) -> str:
-    """Piecewise-linear horizontal centre over time (as a fraction of the width), in ffmpeg's expression language."""
+    """
+    Piecewise-linear horizontal centre over time (as a fraction of the width), in ffmpeg's expression language.
+
+    The segments are chosen by a balanced tree of if(lt(t,...)), so 200 keyframes nest 8 deep: a chain
+    of ifs nested one per keyframe overflowed ffmpeg's parser past 92.
+    """
     points = [(keyframe.t, keyframe.x) for keyframe in keyframes]
-    expression = f"{points[-1][1]:.6f}"
-    for (t0, x0), (t1, x1) in reversed(list(pairwise(points))):
-        segment = f"{x0:.6f}+({x1 - x0:.6f})*(t-{t0:.6f})/{t1 - t0:.6f}"
-        expression = f"if(lt(t,{t1:.6f}),{segment},{expression})"
-    return f"if(lt(t,{points[0][0]:.6f}),{points[0][1]:.6f},{expression})"
+    segments = [f"{x0:.6f}+({x1 - x0:.6f})*(t-{t0:.6f})/{t1 - t0:.6f}" for (t0, x0), (t1, x1) in pairwise(points)]
+
+    def choose(first: int, last: int) -> str:
+        """The segment for t among segments[first:last], which start at points[first..last-1]."""
+        if last - first == 1:
+            return segments[first]
+        middle = (first + last) // 2
+        return f"if(lt(t,{points[middle][0]:.6f}),{choose(first, middle)},{choose(middle, last)})"
+
+    after_last = f"{points[-1][1]:.6f}"
+    inside = f"if(lt(t,{points[-1][0]:.6f}),{choose(0, len(segments))},{after_last})" if segments else after_last
+    return f"if(lt(t,{points[0][0]:.6f}),{points[0][1]:.6f},{inside})"
 
 
 def _framing(params: FramingParams, clips) -> RenderPlan:
@@ -122,8 +128,7 @@ def _framing(params: FramingParams, clips) -> RenderPlan:
     else:
         crop_width = even_within(facts.width)
         crop_height = even_within(crop_width / aspect)
-    out_height = even(params.height)
-    out_width = even(out_height * aspect)
+    out_width, out_height = params.output_size
     centre = _centre_expression(params.keyframes)
     crop_x = f"max(0,min(in_w-{crop_width},({centre})*in_w-{crop_width}/2))"
     video = (

@@ -25,6 +25,8 @@ MAX_CLIPS = 50
 MAX_HIGHLIGHTS = 100
 MAX_KEYFRAMES = 200
 MIN_HEIGHT, MAX_HEIGHT = 144, 2160
+# The widest (or tallest) frame an export may render: H.264 on NVENC stops at 4096.
+MAX_OUTPUT_SIDE = 4096
 # Trims may end a hair past the probed duration (container rounding).
 DURATION_TOLERANCE_SECONDS = 0.05
 
@@ -32,6 +34,11 @@ Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Height = Annotated[int, Field(ge=MIN_HEIGHT, le=MAX_HEIGHT)]
 ClipId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def even(value: float) -> int:
+    """Nearest even size (H.264 with 4:2:0 chroma needs even dimensions)."""
+    return max(2, int(round(value / 2)) * 2)
 
 
 class InvalidParams(ValueError):
@@ -74,6 +81,11 @@ class MultiClipParams(Strict):
     height: Height | None = None
     frame_rate: Annotated[int, Field(ge=10, le=60)] = 30
 
+    def output_size(self, first: ClipFacts) -> tuple[int, int]:
+        """The first clip's shape at the asked height (its own when none is asked)."""
+        height = even(self.height or first.height)
+        return even(height * first.width / first.height), height
+
 
 class Keyframe(Strict):
     t: Seconds
@@ -106,10 +118,24 @@ class FramingParams(Strict):
                 raise ValueError(f"two keyframes at {_seconds(later.t)} s")
         return ordered
 
+    @model_validator(mode="after")
+    def frame_fits(self):
+        width, _ = self.output_size
+        if width > MAX_OUTPUT_SIDE:
+            raise ValueError(
+                f"at {self.height} pixels high, {self.aspect} is {width} pixels wide; the widest is {MAX_OUTPUT_SIDE}"
+            )
+        return self
+
     @property
     def aspect_ratio(self) -> float:
         width, height = self.aspect.split(":")
         return int(width) / int(height)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        height = even(self.height)
+        return even(height * self.aspect_ratio), height
 
 
 class Highlight(TimeRange):
@@ -191,12 +217,25 @@ def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict
             errors[f"{field}.end"] = f"{label}: end {_seconds(end)} s is past its {duration} s duration"
 
     if isinstance(params, MultiClipParams):
+        frame = 1 / params.frame_rate
         for index, entry in enumerate(params.clips):
             clip = clips.get(entry.clip_id)
             if clip is None:
                 errors[f"clips.{index}.clip_id"] = f"clip {index + 1}: no clip {entry.clip_id} in this project"
-            else:
-                check_range(f"clips.{index}", f"clip {index + 1}", clip, entry.start, entry.end)
+                continue
+            check_range(f"clips.{index}", f"clip {index + 1}", clip, entry.start, entry.end)
+            if not errors.keys() & {f"clips.{index}.start", f"clips.{index}.end"}:
+                if min(entry.end, clip.duration) - entry.start < frame - 1e-6:  # times are kept to microseconds
+                    errors[f"clips.{index}.end"] = (
+                        f"clip {index + 1}: must be at least one frame (1/{params.frame_rate} s) long"
+                    )
+        first = clips.get(params.clips[0].clip_id)
+        if first is not None:
+            width, height = params.output_size(first)
+            if max(width, height) > MAX_OUTPUT_SIDE:
+                errors["height"] = (
+                    f"the first clip's shape makes a {width}×{height} frame; the largest side is {MAX_OUTPUT_SIDE}"
+                )
         return errors
 
     clip = clips.get(params.clip_id)

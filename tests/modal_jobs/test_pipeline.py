@@ -7,6 +7,15 @@ import av
 import pytest
 
 from modal_jobs.media import probe
+from modal_jobs.schema import (
+    MAX_CLIPS,
+    MAX_HEIGHT,
+    MAX_HIGHLIGHTS,
+    MAX_KEYFRAMES,
+    MIN_HEIGHT,
+    ClipFacts,
+    validate_params,
+)
 from modal_jobs.store import job_key
 from modal_jobs.worker import run_export
 
@@ -168,3 +177,36 @@ def test_without_a_usable_nvenc_the_render_falls_back_to_libx264_and_says_why(st
     assert result["encoder"] == "libx264"
     assert result["encoder_fallback"].startswith("h264_nvenc could not start: ")
     assert "libcuda" in result["encoder_fallback"]
+
+
+# The schema's limits are the renderer's: the extreme of each renders
+
+
+def extreme_params(case: str) -> tuple[str, dict]:
+    if case == "keyframes":  # before: past 92 keyframes the crop expression nested too deep for ffmpeg
+        keyframes = [{"t": index * 2.9 / MAX_KEYFRAMES, "x": index % 2} for index in range(MAX_KEYFRAMES)]
+        return "framing_ai", {"clip_id": 1, "aspect": "1:1", "height": MIN_HEIGHT, "keyframes": keyframes}
+    if case == "widest frame":
+        return "framing_ai", {"clip_id": 2, "aspect": "17:9", "height": MAX_HEIGHT, "keyframes": [{"t": 0, "x": 0.5}]}
+    if case == "clips of one frame":
+        clips = [{"clip_id": 2, "start": index * 0.03, "end": index * 0.03 + 1 / 60} for index in range(MAX_CLIPS)]
+        return "multi_clip", {"clips": clips, "frame_rate": 60, "height": MIN_HEIGHT}
+    if case == "slowest rate":
+        return "multi_clip", {"clips": [{"clip_id": 2, "start": 0, "end": 0.1}], "frame_rate": 10}
+    highlight = {"start": 0, "end": 1, "x": 0.5, "y": 0.5, "radius": 0.5}
+    return "overlay", {"clip_id": 2, "highlights": [highlight] * MAX_HIGHLIGHTS}
+
+
+@pytest.mark.parametrize("case", ["keyframes", "widest frame", "clips of one frame", "slowest rate", "highlights"])
+def test_the_extreme_of_every_limit_renders(store, sample_clips, case):
+    inputs = {1: add_input(store, sample_clips["sound"]), 2: add_input(store, sample_clips["silent"])}
+    kind, params = extreme_params(case)
+    facts = {
+        clip_id: ClipFacts(entry["duration"], entry["width"], entry["height"], entry["has_audio"])
+        for clip_id, entry in inputs.items()
+    }
+    validate_params(kind, params, facts)
+
+    _, result = render(store, kind, params, inputs)
+
+    output_info(store, result)

@@ -79,3 +79,30 @@ def test_unknown_kinds_and_non_object_params_are_refused():
         "kind": "unknown export kind 'slideshow'; expected one of multi_clip, framing_ai, overlay"
     }
     assert errors_of("overlay", ["clip_id", 1]) == {"params": "params must be an object"}
+
+
+# The schema's limits are the renderer's (test_pipeline.py renders the extreme of each)
+
+
+def test_a_framing_frame_wider_than_the_renderer_takes_is_refused():
+    """Before: 10:1 at 2160 high (21600 pixels wide) was accepted, and always failed to render."""
+    errors = errors_of("framing_ai", {"clip_id": 1, "aspect": "10:1", "height": 2160, "keyframes": [{"t": 0, "x": 0}]})
+
+    assert errors == {"params": "at 2160 pixels high, 10:1 is 21600 pixels wide; the widest is 4096"}
+
+
+def test_a_multi_clip_frame_larger_than_the_renderer_takes_is_refused():
+    panorama = {1: ClipFacts(duration=20.0, width=4096, height=144, has_audio=False)}
+
+    with pytest.raises(InvalidParams) as raised:
+        validate_params("multi_clip", {"clips": [{"clip_id": 1, "end": 5}], "height": 720}, panorama)
+
+    assert raised.value.errors == {"height": "the first clip's shape makes a 20480×720 frame; the largest side is 4096"}
+
+
+@pytest.mark.parametrize(("start", "end"), [(1.0, 1.01), (19.99, 20.02)])
+def test_a_multi_clip_range_shorter_than_a_frame_is_refused(start, end):
+    """Before: accepted, then the render always failed. (The clip ends at 20 s: the second is 0.01 s of it.)"""
+    errors = errors_of("multi_clip", {"clips": [{"clip_id": 1, "start": start, "end": end}]})
+
+    assert errors == {"clips.0.end": "clip 1: must be at least one frame (1/30 s) long"}

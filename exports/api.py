@@ -63,13 +63,7 @@ def refusal_response(error: Exception, *, invalid: str) -> JsonResponse:
 @api_view("GET")
 def active_exports(request):
     services.reconcile_owner_jobs(request.user, trigger=Trigger.VIEW)
-    jobs = (
-        ExportJob.objects.owned_by(request.user)
-        .in_tray()
-        .filter(project__deleted_at__isnull=True)
-        .select_related("project", "working_video")
-    )
-    return JsonResponse({"jobs": [serialize_job(job) for job in jobs]})
+    return JsonResponse({"jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(request.user)]})
 
 
 @api_view("GET")

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from . import services
 from .broadcast import user_group
-from .models import ACTIVE_STATUSES, TRAY_RETENTION, ExportJob, Trigger
+from .models import ACTIVE_STATUSES, TRAY_RETENTION, TRAY_SIZE, ExportJob, Trigger
 from .serializers import serialize_job
 
 logger = logging.getLogger(__name__)
@@ -59,15 +59,16 @@ def parse_cursor(query_string: bytes, *, now: datetime) -> datetime | None:
 def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
     """Return the user's tray jobs (plus any job changed since `cursor`) and the cursor to hand back next time."""
     taken_at = timezone.now()  # before the query: a change racing it shows up now or in the next catch-up
-    jobs = (
-        ExportJob.objects.owned_by(user)
-        .filter(project__deleted_at__isnull=True)
-        .select_related("project", "working_video")
-    )
-    shown = list(jobs.in_tray(now=taken_at))
+    shown = ExportJob.objects.tray_of(user, now=taken_at)
     if cursor is not None:
         seen = {job.pk for job in shown}
-        shown += [job for job in jobs.filter(updated_at__gt=cursor) if job.pk not in seen]
+        changed = (
+            ExportJob.objects.owned_by(user)
+            .filter(project__deleted_at__isnull=True, updated_at__gt=cursor)
+            .select_related("project", "working_video")
+            .order_by("-updated_at")[:TRAY_SIZE]
+        )
+        shown += [job for job in changed if job.pk not in seen]
     return [serialize_job(job) for job in shown], cursor_for(taken_at)
 
 

@@ -9,11 +9,4 @@ def export_tray(request):
     if user is None or not user.is_authenticated or request.path.startswith(("/api/", "/admin/")):
         return {}
     reconcile_owner_jobs(user)
-    jobs = (
-        ExportJob.objects.owned_by(user)
-        .in_tray()
-        .filter(project__deleted_at__isnull=True)
-        .select_related("project", "working_video")
-        .order_by("created_at")
-    )
-    return {"tray_jobs": [serialize_job(job) for job in jobs]}
+    return {"tray_jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(user)]}

@@ -55,6 +55,9 @@ class ExecutorBackend(models.TextChoices):
 
 # Finished jobs stay in the tray (and the socket snapshot) this long unless dismissed.
 TRAY_RETENTION = timedelta(hours=24)
+# The most jobs the tray (pages, the API's list, the socket's snapshot) holds: the rest are in the history,
+# and a tray of the largest jobs stays far under 256 KB however long the history.
+TRAY_SIZE = 20
 
 
 class Trigger(models.TextChoices):
@@ -83,6 +86,21 @@ class ExportJobQuerySet(models.QuerySet):
             status__in=TERMINAL_STATUSES, dismissed_at__isnull=True, finished_at__gte=now - TRAY_RETENTION
         )
         return self.filter(models.Q(status__in=ACTIVE_STATUSES) | recently_finished)
+
+    def tray_of(self, user, *, now=None) -> list["ExportJob"]:
+        """
+        The user's tray, oldest first: their active jobs, then the newest finished ones, TRAY_SIZE in all,
+        with what serializing them reads. The one query behind pages, the API's list and the socket.
+        """
+        active_first = models.Case(models.When(status__in=ACTIVE_STATUSES, then=0), default=1)
+        shown = (
+            self.owned_by(user)
+            .filter(project__deleted_at__isnull=True)
+            .in_tray(now=now)
+            .select_related("project", "working_video")
+            .order_by(active_first, "-created_at")[:TRAY_SIZE]
+        )
+        return sorted(shown, key=lambda job: job.created_at)
 
 
 class ExportJob(models.Model):

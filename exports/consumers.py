@@ -77,10 +77,18 @@ def cursor_for(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def reconcile_socket_jobs(user, job_ids: list) -> list:
-    """Reconcile the jobs a socket follows; return the ids still active. Runs on a worker thread."""
+def tick_socket(scope, user, job_ids: list) -> list | None:
+    """
+    One tick of a socket, on a worker thread (never the one thread pages' database work shares): None when the
+    session no longer signs its user in (deactivated, or the password changed: the auth hash no longer matches,
+    as channels' get_user checks it), else reconcile the jobs it follows and return the ids still active.
+    """
     close_old_connections()
     try:
+        if not get_user.func(scope).is_authenticated:
+            return None
+        if not job_ids:
+            return []
         jobs = ExportJob.objects.owned_by(user).filter(pk__in=job_ids)
         return [job.pk for job in services.reconcile_jobs(jobs, trigger=Trigger.CONSUMER)]
     finally:
@@ -148,21 +156,18 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=UNAUTHENTICATED)
 
     async def tick(self):
-        reconcile = sync_to_async(reconcile_socket_jobs, thread_sensitive=False)
+        tick = sync_to_async(tick_socket, thread_sensitive=False)
         while True:
             await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
-            if not (await get_user(self.scope)).is_authenticated:
-                # Deactivated, or the password changed (the session's auth hash no longer matches): as a page would.
-                await self.close(code=UNAUTHENTICATED)
-                return
-            if not self.active_job_ids:
-                continue
             checked = set(self.active_job_ids)
             try:
-                still_active = await reconcile(self.user, list(checked))
+                still_active = await tick(self.scope, self.user, list(checked))
             except Exception:
-                logger.exception("Reconciling jobs for socket of user %s failed", self.user.pk)
+                logger.exception("The tick of a socket of user %s failed", self.user.pk)
                 continue
+            if still_active is None:
+                await self.close(code=UNAUTHENTICATED)
+                return
             self.active_job_ids -= checked - {str(job_id) for job_id in still_active}
 
     async def ping(self):

@@ -87,10 +87,16 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
     try:
         if not get_user.func(scope).is_authenticated:
             return None
-        if not job_ids:
-            return []
         jobs = ExportJob.objects.owned_by(user).filter(pk__in=job_ids)
         return [job.pk for job in services.reconcile_jobs(jobs, trigger=Trigger.CONSUMER)]
+    finally:
+        close_old_connections()
+
+
+def session_user_is_gone(scope) -> bool:
+    close_old_connections()
+    try:
+        return not get_user.func(scope).is_authenticated
     finally:
         close_old_connections()
 
@@ -155,10 +161,21 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         if event["session_key"] == self.session_key:
             await self.close(code=UNAUTHENTICATED)
 
+    async def access_changed(self, event):
+        """The user was saved (deactivated? a new password?): close unless the session still signs them in."""
+        if await sync_to_async(session_user_is_gone, thread_sensitive=False)(self.scope):
+            await self.close(code=UNAUTHENTICATED)
+
     async def tick(self):
+        """
+        While the user has active jobs: check the session, then reconcile them. An idle socket costs nothing
+        a tick; a change to its user reaches it as access.changed, and so in production (Redis) from any process.
+        """
         tick = sync_to_async(tick_socket, thread_sensitive=False)
         while True:
             await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
+            if not self.active_job_ids:
+                continue
             checked = set(self.active_job_ids)
             try:
                 still_active = await tick(self.scope, self.user, list(checked))

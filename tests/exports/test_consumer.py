@@ -278,16 +278,25 @@ async def test_a_socket_is_accepted_only_from_the_sites_own_origin_port_included
     await socket.disconnect()
 
 
-@pytest.mark.parametrize("revoke", ["deactivated", "password changed"])
-async def test_an_open_socket_closes_once_its_users_access_is_revoked(owner, settings, revoke):
-    """Before: a deactivated user, or one whose password changed, kept receiving frames, completion included."""
+@pytest.mark.parametrize("revoke", ["deactivated", "password changed", "deactivated by an update, exports running"])
+async def test_an_open_socket_closes_once_its_users_access_is_revoked(owner, project, settings, revoke):
+    """
+    Before: a deactivated user, or one whose password changed, kept receiving frames, completion included.
+    A saved user reaches their sockets at once; a change that sends no signal (an update) is found by the
+    next tick of a socket whose exports run.
+    """
     settings.EXPORTS_SOCKET_TICK_SECONDS = 0.1
+    if revoke.endswith("exports running"):
+        await sync_to_async(ExportJobFactory)(project=project, status=ExportStatus.PROCESSING)
     socket, _ = await connect(owner)
 
     if revoke == "deactivated":
         owner.is_active = False
-    else:
+        await sync_to_async(owner.save)()
+    elif revoke == "password changed":
         owner.set_password("a new one")
-    await sync_to_async(owner.save)()
+        await sync_to_async(owner.save)()
+    else:
+        await sync_to_async(type(owner).objects.filter(pk=owner.pk).update)(is_active=False)
 
     assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}

@@ -51,4 +51,9 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    settings (libx264 `veryfast` CRF 20, AAC 160k 48 kHz stereo, faststart), written knowing the inputs
    need no frame-rate, scale or audio conversion; the outputs are probed to have the same size and
    length. Medians of 3 runs each.
+7. **A page beside open sockets.** One user with five processing jobs opens 200 sockets on one daphne
+   (connected 25 at a time) and keeps them listening, so every socket ticks each second: a session
+   check and a reconcile, on the consumer's worker threads. After 3 s, a second user's 300 sequential
+   `GET /api/projects/` over one keep-alive connection are timed; the baseline is the same 300
+   requests in the same run before any socket opened.
 """

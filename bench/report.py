@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
-from bench import api_latency, fanout, pipeline_overhead, progress_latency, read_amplification, reconcile_throughput
+from bench import (
+    api_latency,
+    fanout,
+    pages_beside_sockets,
+    pipeline_overhead,
+    progress_latency,
+    read_amplification,
+    reconcile_throughput,
+)
 
 TITLES = {
     "1": "progress latency, worker record to WebSocket client",
@@ -20,6 +28,7 @@ TITLES = {
     "4": "API latency with a long history",
     "5": "WebSocket fan-out to 500 sockets",
     "6": "pipeline overhead against hand-written ffmpeg",
+    "7": "a page beside 200 open sockets",
 }
 LATENCY_UPDATES_WANTED = 100
 
@@ -37,6 +46,7 @@ RUNNERS = {
     "4": api_latency.run,
     "5": fanout.run,
     "6": pipeline_overhead.run,
+    "7": pages_beside_sockets.run,
 }
 
 
@@ -153,6 +163,18 @@ def rows(results: dict) -> list[Row]:
                     verdict(figure["ratio"] <= 1.15),
                 )
             )
+    if "7" in results:
+        alone, beside = results["7"]["alone"], results["7"]["beside_sockets"]
+        table.append(
+            Row(
+                f"7 GET /api/projects/ beside {beside['sockets']} sockets of another user (5 exports running)",
+                f"p50 / p95 / max over {beside['requests']} ; handshakes failed",
+                f"{ms(beside['p50'])} / {ms(beside['p95'])} / {ms(beside['max'])} ; {beside['handshakes_failed']}",
+                "p95 < 100 ms, no handshake failed",
+                f"no socket open: {ms(alone['p50'])} / {ms(alone['p95'])} / {ms(alone['max'])}",
+                verdict(beside["p95"] < 0.1 and beside["handshakes_failed"] == 0),
+            )
+        )
     return table
 
 

@@ -93,14 +93,6 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
         close_old_connections()
 
 
-def session_user_is_gone(scope) -> bool:
-    close_old_connections()
-    try:
-        return not get_user.func(scope).is_authenticated
-    finally:
-        close_old_connections()
-
-
 class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
@@ -163,7 +155,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
 
     async def access_changed(self, event):
         """The user was saved (deactivated? a new password?): close unless the session still signs them in."""
-        if await sync_to_async(session_user_is_gone, thread_sensitive=False)(self.scope):
+        if await sync_to_async(tick_socket, thread_sensitive=False)(self.scope, self.user, []) is None:
             await self.close(code=UNAUTHENTICATED)
 
     async def tick(self):

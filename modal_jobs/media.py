@@ -34,6 +34,7 @@ UPLOAD_CONTAINERS = {
     "mpegts": (".ts", "video/mp2t"),
 }
 UNREADABLE = "This file is not a video we can read."
+OUT_OF_MEMORY = "This video needs more memory to decode than we allow."
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,7 @@ def _check_end_decodes(container, stream, duration: float) -> None:
 
 def _out_of_memory(error: Exception) -> str:
     """The refusal when decoding ran out of the probe's memory budget (ENOMEM), else ""."""
-    if getattr(error, "errno", None) == errno.ENOMEM:
-        return "This video needs more memory to decode than we allow."
-    return ""
+    return OUT_OF_MEMORY if getattr(error, "errno", None) == errno.ENOMEM else ""
 
 
 def _duration_seconds(container, stream) -> float | None:
@@ -237,8 +236,8 @@ def main(arguments: list[str]) -> None:
         answer = {"info": asdict(probe(arguments[0], limits))}
     except MediaProbeError as error:
         answer = {"error": str(error)}
-    except MemoryError:
-        answer = {"error": _out_of_memory(OSError(errno.ENOMEM, "")) or UNREADABLE}
+    except MemoryError:  # Python's own allocations hit the budget, rather than a decoder's
+        answer = {"error": OUT_OF_MEMORY}
     print(json.dumps(answer), flush=True)
 
 

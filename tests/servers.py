@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ASGI_APPLICATION = "exports_project.asgi:application"
 
 
 def free_port() -> int:
@@ -70,17 +71,24 @@ class AppServer:
         self.manage("seed_demo", "--clip-seconds", str(clip_seconds), *size)
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        """Start daphne alone, on data prepared already."""
+        self._launch([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), ASGI_APPLICATION])
+
+    def start_as_readme(self) -> None:
+        """Start with the README's own command, `make run`: migrate and seed_demo run first, every time."""
+        self._launch(["make", "--no-print-directory", "run", f"PORT={self.port}"], timeout=180)
+
+    def _launch(self, command: list[str], *, timeout: float = 30) -> None:
         self.process = subprocess.Popen(
-            [*command, "exports_project.asgi:application"],
+            command,
             cwd=ROOT,
             env=self.environment,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=open(self.data_dir / "server.out", "ab"),
             stderr=open(self.data_dir / "daphne.log", "ab"),
             start_new_session=True,
         )
-        wait_until_listening(self.process, self.port, timeout=30, what="daphne")
+        wait_until_listening(self.process, self.port, timeout=timeout, what=" ".join(command[:3]))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill daphne's whole process group, as a crash or an OOM kill of the web server would."""

@@ -99,7 +99,7 @@ def test_the_page_recovers_by_itself_when_the_server_is_killed_mid_export(person
     server.kill()
     person.page.wait_for_selector('[data-role="connection"]:has-text("reconnecting")', timeout=15000)
     time.sleep(2)
-    server.start()
+    server.start_as_readme()  # make run, as the README restarts it: migrate and seed_demo included
 
     watch(person.page, job_id, until=lambda status, percent: status == "complete")
     person.page.wait_for_selector('[data-role="connection"]:has-text("live")', timeout=40000)

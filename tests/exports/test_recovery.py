@@ -1,7 +1,7 @@
 """
 The promise of the product, end to end: the web server dies mid-export (SIGKILL of
 its whole process group), the export finishes anyway, and the next look after a
-restart shows it complete with exactly one playable working video.
+restart with the README's own command, by the same signed-in client, shows it complete with exactly one playable working video.
 """
 
 import json
@@ -37,7 +37,7 @@ def test_an_export_survives_the_web_server_being_killed_and_is_finalized_after_r
     assert not (call_dir / "return.json").exists(), "the export should still be running when the server dies"
     wait_for(lambda: (call_dir / "exit.json").exists(), timeout=180, what="the export to finish on its own")
 
-    server.start()
+    server.start_as_readme()  # make run, as the README restarts it: migrate and seed_demo included
     finished = wait_for(
         lambda: (
             (current := browser.get_json(f"/api/exports/{job['id']}/")["job"])["status"] != "processing" and current

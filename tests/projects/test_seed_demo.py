@@ -1,5 +1,7 @@
 """seed_demo builds the demo from real rendered clips and can run any number of times."""
 
+import io
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -45,3 +47,28 @@ def test_it_sets_the_given_password_and_creates_no_admin_with_debug_off(settings
     call_command("seed_demo", *SMALL, "--password", "s3cret-demo")
     assert get_user_model().objects.get(username="demo").check_password("s3cret-demo")
     assert not get_user_model().objects.filter(username="admin").exists()
+
+
+@pytest.mark.django_db
+def test_seeding_again_keeps_a_matching_password_so_open_sessions_stay_signed_in(settings, client):
+    """make run seeds on every start: a new hash of the same password would sign everyone out."""
+    settings.DEBUG = False
+    call_command("seed_demo", *SMALL)
+    assert client.login(username="demo", password="demo")
+    assert client.get("/projects/").status_code == 200
+    output = io.StringIO()
+
+    call_command("seed_demo", *SMALL, stdout=output)
+
+    assert "password unchanged" in output.getvalue()
+    assert client.get("/projects/").status_code == 200  # the same session, still signed in
+
+
+@pytest.mark.django_db
+def test_seeding_with_another_password_sets_it_and_says_so(settings):
+    settings.DEBUG = False
+    call_command("seed_demo", *SMALL)
+    output = io.StringIO()
+    call_command("seed_demo", *SMALL, "--password", "changed", stdout=output)
+    assert "password updated" in output.getvalue()
+    assert get_user_model().objects.get(username="demo").check_password("changed")

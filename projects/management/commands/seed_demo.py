@@ -35,9 +35,16 @@ class Command(BaseCommand):
         user_model = get_user_model()
         with transaction.atomic():
             demo, created = user_model.objects.get_or_create(username="demo")
-            demo.set_password(options["password"])
-            demo.save()
-        self.stdout.write(f"User demo: {'created' if created else 'exists'} (password updated).")
+            # A new hash for the same password would change the session auth hash and sign out every open
+            # session, and make run seeds on every start: only a password that differs is set.
+            password_matches = not created and demo.check_password(options["password"])
+            if not password_matches:
+                demo.set_password(options["password"])
+                demo.save()
+        if created:
+            self.stdout.write("User demo: created.")
+        else:
+            self.stdout.write(f"User demo: exists ({'password unchanged' if password_matches else 'password updated'}).")
 
         project, created = Project.objects.get_or_create(owner=demo, name=DEMO_PROJECT_NAME)
         self.stdout.write(f"Project “{DEMO_PROJECT_NAME}”: {'created' if created else 'exists'}.")

@@ -12,14 +12,15 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.timesince import timesince
+from django.utils.text import Truncator
 
-from modal_jobs.executors import ExecutorUnavailable
+from modal_jobs.executors import CallStatus, ExecutorUnavailable
 from modal_jobs.schema import InvalidParams
 from projects.admin import ProjectAdmin
 from projects.media import media_response
@@ -30,6 +31,42 @@ from .executor import Budget, get_executor
 from .models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
 
 ADMIN_EXECUTOR_BUDGET_SECONDS = 2.0
+# How each reconciliation outcome is reported to the admin who asked for it.
+OUTCOME_LEVELS = {
+    services.Outcome.COMPLETED: messages.SUCCESS,
+    services.Outcome.CANCELLED: messages.SUCCESS,
+    services.Outcome.FAILED: messages.WARNING,
+    services.Outcome.TIMED_OUT: messages.WARNING,
+    services.Outcome.LOST: messages.WARNING,
+    services.Outcome.UNAVAILABLE: messages.ERROR,
+    services.Outcome.ERROR: messages.ERROR,
+}
+
+
+def short_id(job_id) -> str:
+    """The first 8 hex digits of a job's UUID: what the changelist and messages show (the full id in a title)."""
+    return job_id.hex[:8]
+
+
+def to_the_second(value):
+    """A time as 2026-11-25 17:21:04 in the admin's time zone (named in the title), or the empty value."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', value.isoformat(), local.tzname(), f"{local:%Y-%m-%d %H:%M:%S}"
+    )
+
+
+def compact_age(value, *, suffix: str = "") -> str:
+    """How long ago, in its largest unit ("42 s", "3 min", "5 h", "2 d"), the exact time in the title."""
+    seconds = max(0, int((timezone.now() - value).total_seconds()))
+    amount, unit = next(
+        ((seconds // size, unit) for unit, size in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= size),
+        (seconds, "s"),
+    )
+    exact = f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
+    return format_html('<span title="{}">{}&nbsp;{}{}</span>', exact, amount, unit, suffix)
 
 
 class SuspectFilter(admin.SimpleListFilter):
@@ -62,24 +99,39 @@ class ReadOnlyInline(admin.TabularInline):
 
 class ExportJobEventInline(ReadOnlyInline):
     model = ExportJobEvent
-    fields = ["created_at", "kind", "trigger", "actor", "message", "data"]
+    fields = ["time", "kind", "trigger", "actor", "text", "data"]
     readonly_fields = fields
     ordering = ["created_at", "id"]
+
+    @admin.display(description="time")
+    def time(self, event):
+        # Events come seconds apart: the default format ("5:21 p.m.") made a whole timeline read alike.
+        return to_the_second(event.created_at)
+
+    @admin.display(description="message")
+    def text(self, event):
+        """
+        The message, and for a progress milestone the percent its data holds: the event is recorded with the
+        highest milestone crossed ("75 %") and the percent then shown (99), which must not read as a contradiction.
+        """
+        percent = event.data.get("percent") if isinstance(event.data, dict) else None
+        if event.kind == ExportJobEvent.Kind.PROGRESS and percent is not None and event.message != f"{percent} %":
+            return f"{event.message} (reached {percent} %)"
+        return event.message or "-"
 
 
 @admin.register(ExportJob)
 class ExportJobAdmin(admin.ModelAdmin):
     list_display = [
-        "id",
+        "short_id",
         "kind",
-        "status",
-        "progress_bar",
+        "status_and_progress",
         "owner",
         "project",
-        "modal_call_id",
+        "short_call_id",
         "age",
         "heartbeat_age",
-        "executor_checked_at",
+        "executor_checked_age",
     ]
     list_filter = ["status", "kind", "backend", "error_reason", SuspectFilter]
     list_select_related = ["owner", "project"]
@@ -100,23 +152,59 @@ class ExportJobAdmin(admin.ModelAdmin):
         "pretty_params",
         "progress_record",
         "executor_state",
+        "executor_state_view_only",
         "call_logs",
     ]
 
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="progress", ordering="progress")
-    def progress_bar(self, job):
-        return format_html('<progress value="{}" max="100"></progress> {} %', job.progress, job.progress)
+    def get_fieldsets(self, request, obj=None):
+        """Staff who may not change jobs see the executor's answer without the Reconcile now button."""
+        if self.has_change_permission(request, obj):
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": [self._view_only_fields.get(f, f) for f in options["fields"]]})
+            for name, options in self.fieldsets
+        ]
+
+    _view_only_fields = {"executor_state": "executor_state_view_only"}
+
+    # The changelist fits 1440 px beside the admin's sidebar and the filters: short ids, narrow bars, compact ages.
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, job):
+        return format_html('<span title="{}">{}</span>', job.pk, short_id(job.pk))
+
+    @admin.display(description="status", ordering="status")
+    def status_and_progress(self, job):
+        return format_html(
+            '{}<br><progress value="{}" max="100" style="width: 4em"></progress>&nbsp;{}&nbsp;%',
+            job.get_status_display(),
+            job.progress,
+            job.progress,
+        )
+
+    @admin.display(description="call", ordering="modal_call_id")
+    def short_call_id(self, job):
+        # "local-" or "fc-" and enough after it to tell calls apart; the whole id (and the search) stays exact.
+        call_id = job.modal_call_id
+        if not call_id:
+            return "-"
+        shown = call_id if len(call_id) <= 15 else f"{call_id[:14]}…"
+        return format_html('<span title="{}">{}</span>', call_id, shown)
 
     @admin.display(description="age", ordering="created_at")
     def age(self, job):
-        return timesince(job.created_at)
+        return compact_age(job.created_at)
 
-    @admin.display(description="last heartbeat", ordering="heartbeat_seen_at")
+    @admin.display(description="heartbeat", ordering="heartbeat_seen_at")
     def heartbeat_age(self, job):
-        return f"{timesince(job.heartbeat_seen_at)} ago" if job.heartbeat_seen_at else "never"
+        return compact_age(job.heartbeat_seen_at, suffix=" ago") if job.heartbeat_seen_at else "never"
+
+    @admin.display(description="checked", ordering="executor_checked_at")
+    def executor_checked_age(self, job):
+        return compact_age(job.executor_checked_at, suffix=" ago") if job.executor_checked_at else "never"
 
     @admin.display(description="params")
     def pretty_params(self, job):
@@ -138,13 +226,37 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="executor says (live)")
     def executor_state(self, job):
+        return self._executor_state(job, can_reconcile=True)
+
+    @admin.display(description="executor says (live)")
+    def executor_state_view_only(self, job):
+        return self._executor_state(job, can_reconcile=False)
+
+    def _executor_state(self, job, *, can_reconcile: bool):
         if not job.modal_call_id:
             return "no call id yet"
         try:
             state = get_executor().poll(job.modal_call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
         except ExecutorUnavailable as error:
             return format_html('<span class="errornote">Unavailable: {}</span>', error)
-        return format_html("<strong>{}</strong> {}", state.status, state.message)
+        said = format_html("<strong>{}</strong> {}", state.status, state.message)
+        if not (job.is_active and state.status is not CallStatus.RUNNING):
+            return said
+        # The call has ended (or is unknown) while the row still says it runs: nobody has reconciled it since.
+        # The button belongs to the form in templates/admin/exports/exportjob/change_form.html: a form cannot
+        # sit inside the change form.
+        button = ""
+        if can_reconcile:
+            button = format_html(
+                '<button type="submit" form="reconcile-now" class="button default">{}</button>', "Reconcile now"
+            )
+        return format_html(
+            "{} — the job is still {} at {} %. {}",
+            said,
+            job.get_status_display(),
+            job.progress,
+            button,
+        )
 
     @admin.display(description="call's logs")
     def call_logs(self, job):
@@ -156,7 +268,34 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         logs = self.admin_site.admin_view(self.logs_view)
-        return [path("<uuid:job_id>/logs/", logs, name="exports_exportjob_logs"), *super().get_urls()]
+        reconcile = self.admin_site.admin_view(self.reconcile_view)  # staff only, CSRF-protected
+        return [
+            path("<uuid:job_id>/logs/", logs, name="exports_exportjob_logs"),
+            path("<uuid:job_id>/reconcile/", reconcile, name="exports_exportjob_reconcile"),
+            *super().get_urls(),
+        ]
+
+    def reconcile_view(self, request, job_id):
+        """The job page's Reconcile now: the action's reconciliation for one job, then back to the page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = get_object_or_404(ExportJob.objects.select_related("project"), pk=job_id)
+        if not self.has_change_permission(request, job):
+            raise PermissionDenied
+        [outcome] = self._reconcile([job])
+        job.refresh_from_db()
+        said = f"Reconciled {short_id(job.pk)}: {outcome} — the job is now {job.get_status_display()}"
+        if job.is_active:
+            said += f" at {job.progress} %"
+        if job.error_message:
+            said += f" ({Truncator(job.error_message).chars(300)})"  # the whole of it is on the page
+        self.message_user(request, f"{said}.", level=OUTCOME_LEVELS.get(outcome, messages.INFO))
+        return HttpResponseRedirect(reverse("admin:exports_exportjob_change", args=[job.pk]))
+
+    def _reconcile(self, jobs) -> list:
+        """The admin's one way to reconcile (the action and the job page's button): as everyone does, as an admin."""
+        budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS * 5)
+        return [services.reconcile_job(job, trigger=Trigger.ADMIN, budget=budget) for job in jobs]
 
     def logs_view(self, request, job_id):
         if not self.has_view_permission(request):
@@ -179,11 +318,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reconcile now", permissions=["change"])
     def reconcile_now(self, request, queryset):
-        budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS * 5)
-        outcomes = [
-            services.reconcile_job(job, trigger=Trigger.ADMIN, budget=budget)
-            for job in queryset.select_related("project")
-        ]
+        outcomes = self._reconcile(queryset.select_related("project"))
         summary = ", ".join(f"{outcome}: {outcomes.count(outcome)}" for outcome in sorted(set(outcomes)))
         self.message_user(request, f"Reconciled {len(outcomes)} job(s) — {summary}.")
 

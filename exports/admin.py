@@ -144,7 +144,7 @@ class ExportJobAdmin(admin.ModelAdmin):
         (None, {"fields": ["id", "owner", "project", "kind", "backend", "modal_call_id", "status", "progress"]}),
         ("Worker", {"fields": ["stage", "message", "progress_at", "heartbeat_seen_at", "progress_record"]}),
         ("Executor", {"fields": ["executor_state", "call_logs", "executor_checked_at", "progress_checked_at"]}),
-        ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at"]}),
+        ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at", "retry_of"]}),
         ("Parameters", {"fields": ["pretty_params"]}),
         ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at"]}),
     ]

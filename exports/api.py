@@ -19,14 +19,14 @@ from .serializers import serialize_job
 def get_job_for_user(user, job_id) -> ExportJob:
     """Return the user's job or raise Http404: other users' jobs do not exist for them."""
     return get_object_or_404(
-        ExportJob.objects.owned_by(user).select_related("project", "working_video"),
+        ExportJob.objects.owned_by(user).for_serializing(),
         pk=job_id,
         project__deleted_at__isnull=True,
     )
 
 
 def job_response(job: ExportJob, status: int = 200) -> JsonResponse:
-    job = ExportJob.objects.select_related("project", "working_video").get(pk=job.pk)
+    job = ExportJob.objects.for_serializing().get(pk=job.pk)
     return JsonResponse({"job": serialize_job(job)}, status=status)
 
 
@@ -53,8 +53,9 @@ def refusal_response(error: Exception, *, invalid: str) -> JsonResponse:
     """The answer to a start (or retry) that cannot go ahead: 400 invalid, 409 conflicting, 429 over the cap."""
     if isinstance(error, InvalidParams):
         return json_error(invalid, status=400, fields=error.errors)
-    if isinstance(error, services.AlreadyRunning):
-        return JsonResponse({"error": str(error), "job": serialize_job(error.job)}, status=409)
+    if isinstance(error, services.AlreadyRunning | services.AlreadyRetried):
+        job = ExportJob.objects.for_serializing().get(pk=error.job.pk)
+        return JsonResponse({"error": str(error), "job": serialize_job(job)}, status=409)
     if isinstance(error, services.TooManyExports):
         return json_error(str(error), status=429)
     return json_error(str(error), status=409)

@@ -32,7 +32,7 @@ def send_job(job_id, *, while_active: bool = False) -> None:
     from .models import ExportJob
     from .serializers import serialize_job
 
-    job = ExportJob.objects.select_related("project", "working_video").filter(pk=job_id).first()
+    job = ExportJob.objects.for_serializing().filter(pk=job_id).first()
     if job is None or (while_active and not job.is_active):
         return
     layer = get_channel_layer()

@@ -65,7 +65,7 @@ def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
         changed = (
             ExportJob.objects.owned_by(user)
             .filter(project__deleted_at__isnull=True, updated_at__gt=cursor)
-            .select_related("project", "working_video")
+            .for_serializing()
             .order_by("-updated_at")[:TRAY_SIZE]
         )
         shown += [job for job in changed if job.pk not in seen]

@@ -79,6 +79,10 @@ class ExportJobQuerySet(models.QuerySet):
     def owned_by(self, user):
         return self.filter(owner=user)
 
+    def for_serializing(self):
+        """With everything serialize_job reads, in the same query."""
+        return self.select_related("project", "working_video", "retry")
+
     def in_tray(self, *, now=None):
         """Active jobs plus those finished in the last day and not dismissed: what the tray, API and socket show."""
         now = now or timezone.now()
@@ -97,7 +101,7 @@ class ExportJobQuerySet(models.QuerySet):
             self.owned_by(user)
             .filter(project__deleted_at__isnull=True)
             .in_tray(now=now)
-            .select_related("project", "working_video")
+            .for_serializing()
             .order_by(active_first, "-created_at")[:TRAY_SIZE]
         )
         return sorted(shown, key=lambda job: job.created_at)
@@ -139,6 +143,15 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress_checked_at = models.DateTimeField(null=True, blank=True)
     executor_checked_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retry",
+        editable=False,
+        help_text="The failed or cancelled job this one retries; one retry each, the database enforces it.",
+    )
     records_pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When prune_exports deleted its progress and result records."
     )

@@ -6,11 +6,15 @@ from .models import ExportJob, WorkingVideo
 
 
 def serialize_job(job: ExportJob) -> dict:
-    """Callers load `project` and `working_video` with select_related."""
+    """Callers load what it reads with ExportJob.objects.for_serializing()."""
     try:
         video = job.working_video
     except WorkingVideo.DoesNotExist:
         video = None
+    try:
+        retry_id = str(job.retry.pk)
+    except ExportJob.DoesNotExist:
+        retry_id = None
     return {
         "id": str(job.pk),
         "kind": job.kind,
@@ -29,4 +33,5 @@ def serialize_job(job: ExportJob) -> dict:
         "cancel_requested": job.cancel_requested_at is not None,
         "error": {"reason": job.error_reason, "message": job.error_for_user} if job.error_reason else None,
         "working_video": {"id": video.pk, "url": video.get_media_url()} if video else None,
+        "retry_id": retry_id,
     }

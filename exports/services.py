@@ -65,6 +65,12 @@ class AlreadyRunning(ExportRefused):
         super().__init__(f"A {job.get_kind_display()} export is already running for this project.")
 
 
+class AlreadyRetried(ExportRefused):
+    def __init__(self, job: ExportJob):
+        self.job = job
+        super().__init__("This export was retried already; its retry is below.")
+
+
 class TooManyExports(ExportRefused):
     pass
 
@@ -165,13 +171,16 @@ def build_payload(job: ExportJob) -> dict:
     }
 
 
-def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.VIEW, actor=None) -> ExportJob:
+def start_export(
+    *, owner, project: Project, kind: str, params, trigger=Trigger.VIEW, actor=None, retry_of: ExportJob | None = None
+) -> ExportJob:
     """
     Create the job (pending), spawn it and store its call id (processing).
 
     Raises InvalidParams (nothing created), AlreadyRunning (the active job of
     this project and kind: the database refuses a second one, so concurrent
-    starts spawn once) or TooManyExports. Only a definite refusal is
+    starts spawn once), AlreadyRetried (`retry_of` has its retry: the database
+    refuses a second one too) or TooManyExports. Only a definite refusal is
     spawn_failed; an executor that does not answer leaves the job pending, and
     reconciliation adopts the call id from the worker's first progress record.
     """
@@ -190,10 +199,14 @@ def start_export(*, owner, project: Project, kind: str, params, trigger=Trigger.
                 kind=kind,
                 params=validated.model_dump(mode="json"),
                 backend=settings.EXPORTS_BACKEND,
+                retry_of=retry_of,
             )
             record_event(job, Event.CREATED, trigger=trigger, actor=actor)
             broadcast_job_on_commit(job.pk)
     except IntegrityError:
+        retry = ExportJob.objects.filter(retry_of=retry_of).first() if retry_of else None
+        if retry is not None:
+            raise AlreadyRetried(retry) from None
         existing = ExportJob.objects.active().filter(project=project, kind=kind).first()
         if existing is None:  # it finished in between: a real integrity problem
             raise
@@ -546,13 +559,25 @@ def cancel_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None, budget: B
 
 
 def retry_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None) -> ExportJob:
+    """Start the job again as a new job, once: a second retry raises AlreadyRetried with the first."""
     if job.status not in (ExportStatus.ERROR, ExportStatus.CANCELLED):
         raise NotRetryable("Only failed or cancelled exports can be retried.")
+    retry = ExportJob.objects.filter(retry_of=job).first()
+    if retry is not None:
+        raise AlreadyRetried(retry)
     new_job = start_export(
-        owner=job.owner, project=job.project, kind=job.kind, params=job.params, trigger=trigger, actor=actor
+        owner=job.owner,
+        project=job.project,
+        kind=job.kind,
+        params=job.params,
+        trigger=trigger,
+        actor=actor,
+        retry_of=job,
     )
     with transaction.atomic():
+        ExportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now())  # catch-ups carry the change
         record_event(job, Event.RETRIED, trigger=trigger, actor=actor, data={"new_job_id": str(new_job.pk)})
+        broadcast_job_on_commit(job.pk)  # its other pages stop offering Retry
     return new_job
 
 

@@ -16,7 +16,7 @@ def history(request):
     jobs = (
         ExportJob.objects.owned_by(request.user)
         .filter(project__deleted_at__isnull=True)
-        .select_related("project", "working_video")
+        .for_serializing()
         .order_by("-created_at")
     )
     page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))

@@ -108,7 +108,7 @@
     if (ACTIVE.has(job.status)) {
       actions.appendChild(button("cancel", job.cancel_requested ? "Cancelling…" : "Cancel", job.cancel_requested));
     } else {
-      if (job.status !== "complete") actions.appendChild(button("retry", "Retry"));
+      if (job.status !== "complete" && !job.retry_id) actions.appendChild(button("retry", "Retry"));
       actions.appendChild(button("dismiss", "Dismiss"));
     }
   }
@@ -260,14 +260,22 @@
     const id = bar.dataset.jobId;
     const base = statusUrl(id);
     if (target.dataset.action === "cancel") {
+      const job = jobs.get(id);
+      const what = job ? job.kind_label + " export of " + job.project_name : "export";
+      if (!window.confirm("Cancel this " + what + "? What it rendered so far is discarded.")) return;
       target.disabled = true;
       target.textContent = "Cancelling…";
       post(base + "cancel/").then((result) => result.body.job && update(result.body.job));
     } else if (target.dataset.action === "retry") {
+      target.disabled = true;
       post(base + "retry/").then((result) => {
-        if (result.body.job) {
-          remove(id);
+        // 201: the new job; 409: the retry it already has. Either way this one is retried now.
+        if (result.body.job && (result.status === 201 || result.status === 409)) {
+          const original = jobs.get(id);
+          if (original) update(Object.assign({}, original, { retry_id: result.body.job.id }));
           update(result.body.job);
+        } else {
+          target.disabled = false;
         }
       });
     } else if (target.dataset.action === "dismiss") {

@@ -155,3 +155,28 @@ def test_no_page_scrolls_sideways_and_the_tray_is_visible_on_phones_and_laptops(
             assert visitor.errors == []
         finally:
             visitor.close()
+
+
+def test_a_job_is_retried_once_and_after_a_reload_its_retry_button_is_gone(person, server):
+    person.sign_in()
+    person.open_demo_project()
+    page = person.page
+    job_id = start_export(page)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.click(f'.export-bar[data-job-id="{job_id}"] [data-action="cancel"]')
+    assert dialogs and "Cancel" in dialogs[0]  # asked first
+    page.wait_for_selector(f'.export-bar[data-job-id="{job_id}"][data-status="cancelled"]', timeout=30000)
+
+    page.click(f'.export-bar[data-job-id="{job_id}"] [data-action="retry"]')
+    page.wait_for_function("document.querySelectorAll('.export-bar').length === 2")
+    retry_bar = page.locator(f'.export-bar:not([data-job-id="{job_id}"])')
+    page.locator(f'.export-bar[data-job-id="{job_id}"] [data-action="retry"]').wait_for(state="detached", timeout=5000)
+
+    page.reload()
+    page.wait_for_selector(f'.export-bar[data-job-id="{job_id}"]')
+    assert page.locator(f'.export-bar[data-job-id="{job_id}"] [data-action="retry"]').count() == 0
+    assert retry_bar.count() == 1
+    page.goto(f"{server.url}/exports/")
+    assert page.locator('tr [data-action="retry"]').count() == 0
+    assert person.errors == []

@@ -121,6 +121,39 @@ def test_retry_creates_a_new_job_with_the_same_params(executor, owner_client, pr
     assert running.status_code == 409
 
 
+def test_a_job_is_retried_once_and_a_second_retry_answers_409_with_the_first(executor, owner_client, project, clip):
+    first = post_json(owner_client, start_url(project), multi_clip(clip)).json()["job"]
+    ExportJob.objects.filter(pk=first["id"]).update(status=ExportStatus.ERROR, error_reason=ErrorReason.FAILED)
+    retry_url = reverse("exports:api_retry", args=[first["id"]])
+    retry = post_json(owner_client, retry_url).json()["job"]
+    ExportJob.objects.filter(pk=retry["id"]).update(status=ExportStatus.COMPLETE)  # the retry has finished
+
+    again = post_json(owner_client, retry_url)
+
+    assert again.status_code == 409
+    assert again.json()["job"]["id"] == retry["id"]
+    assert ExportJob.objects.count() == 2
+    original = owner_client.get(reverse("exports:api_detail", args=[first["id"]])).json()["job"]
+    assert original["retry_id"] == retry["id"]
+    assert retry["retry_id"] is None
+
+
+def test_the_database_refuses_a_second_retry_that_got_past_the_check(executor, owner, project, clip):
+    """Two retries racing both pass retry_export's look: the unique retry_of decides, and the loser gets the winner."""
+    from exports import services
+
+    failed = ExportJobFactory(project=project, status=ExportStatus.ERROR, error_reason=ErrorReason.FAILED)
+    params = multi_clip(clip)["params"]
+    winner = services.start_export(owner=owner, project=project, kind="multi_clip", params=params, retry_of=failed)
+    ExportJob.objects.filter(pk=winner.pk).update(status=ExportStatus.CANCELLED)
+
+    with pytest.raises(services.AlreadyRetried) as refused:
+        services.start_export(owner=owner, project=project, kind="multi_clip", params=params, retry_of=failed)
+
+    assert refused.value.job.pk == winner.pk
+    assert ExportJob.objects.count() == 2
+
+
 def test_dismiss_hides_a_finished_job_from_the_tray(executor, owner_client, project):
     done = ExportJobFactory(project=project, status=ExportStatus.CANCELLED)
     ExportJob.objects.filter(pk=done.pk).update(finished_at=done.created_at)

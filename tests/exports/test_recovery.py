@@ -1,7 +1,8 @@
 """
 The promise of the product, end to end: the web server dies mid-export (SIGKILL of
 its whole process group), the export finishes anyway, and the next look after a
-restart with the README's own command, by the same signed-in client, shows it complete with exactly one playable working video.
+restart with the README's own command, by the same signed-in client, shows it
+complete with exactly one playable working video.
 """
 
 import json

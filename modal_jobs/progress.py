@@ -7,6 +7,10 @@ even when nothing moved, so it doubles as the heartbeat. Every record is also
 kept in `exports/<job_id>/progress.log` as JSON lines: appended as it goes on
 the filesystem, flushed with the heartbeat and at the end on S3.
 
+Every record carries `remaining_seconds`: the worker's estimate of the seconds
+left as of the record's `worker_time` (see eta.py), null until it is stable, null
+after a failure, 0 in the final record. Pages count it down from `worker_time`.
+
 Within one attempt the percent never goes backwards, and it reaches 100 only
 through `finish()`, which the worker calls after the output and result are stored.
 """
@@ -17,8 +21,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+from .eta import RemainingTime
 from .store import ObjectStore, job_key
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ class ProgressReporter:
         attempt: int = 1,
         throttle_seconds: float = THROTTLE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.store = store
         self.job_id = job_id
@@ -44,6 +51,8 @@ class ProgressReporter:
         self.attempt = attempt
         self.throttle_seconds = throttle_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+        self._remaining = RemainingTime()
         self._lock = threading.Lock()
         self._record: dict = {}
         self._last_written = 0.0
@@ -81,7 +90,7 @@ class ProgressReporter:
             stage_changed = stage != previous.get("stage")
             moved = shown != previous.get("percent") or record["message"] != previous.get("message")
             self._record = record
-            if stage_changed or (moved and time.monotonic() - self._last_written >= self.throttle_seconds):
+            if stage_changed or (moved and self.clock() - self._last_written >= self.throttle_seconds):
                 self._write_locked()
 
     def finish(self, *, message: str = "Done") -> None:
@@ -128,9 +137,22 @@ class ProgressReporter:
     def _write_locked(self) -> None:
         """Write the current record; a store hiccup costs one progress update, never the export."""
         self._sequence += 1
-        record = {**self._record, "sequence": self._sequence, "worker_time": datetime.now(UTC).isoformat()}
+        now = self.clock()
+        remaining = self._remaining.observe(
+            now,
+            stage=self._record["stage"],
+            percent=self._record["percent"],
+            processed_seconds=self._record["processed_seconds"],
+            total_seconds=self._record["total_seconds"],
+        )
+        record = {
+            **self._record,
+            "remaining_seconds": None if remaining is None else round(remaining, 1),
+            "sequence": self._sequence,
+            "worker_time": datetime.now(UTC).isoformat(),
+        }
         line = json.dumps(record, separators=(",", ":")).encode()
-        self._last_written = time.monotonic()
+        self._last_written = now
         self._unflushed_log.append(line + b"\n")
         try:
             self.store.write_bytes(job_key(self.job_id, "progress.json"), line)
@@ -153,6 +175,6 @@ class ProgressReporter:
     def _beat(self) -> None:
         while not self._stopped.wait(min(1.0, self.heartbeat_seconds)):
             with self._lock:
-                if time.monotonic() - self._last_written >= self.heartbeat_seconds:
+                if self.clock() - self._last_written >= self.heartbeat_seconds:
                     self._write_locked()
                     self._flush_log_locked()

@@ -56,4 +56,24 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    check and a reconcile, on the consumer's worker threads. After 3 s, a second user's 300 sequential
    `GET /api/projects/` over one keep-alive connection are timed; the baseline is the same 300
    requests in the same run before any socket opened.
+8. **Time left.** The three kinds are rendered one after another by the local executor (a worker
+   process each, as in production) from the demo's three patterns and tones at 640x360, made cheaply
+   (20 s rendered, looped by stream copy): `multi_clip` joins 80 s of each (240 s), `framing_ai`
+   (9:16, 640 high) and `overlay` (two rings) take the first pattern's 160 s, so each renders for
+   about half a minute. The pace column is the slowest and fastest rendering rate over tenths of the
+   media: the colour bars render about twice as fast as the other two patterns, and the machine is
+   shared, so the pace moves within a job as it would under a busy neighbour. Each job's real
+   `progress.log` is kept (`var/bench/eta/`) and replayed through the worker's estimator
+   (`modal_jobs/eta.py`); the replay matches the `remaining_seconds` the worker wrote to within
+   0.05 s (their rounding). The true time left at a record is the job's last `worker_time` (its
+   100 % record) minus the record's; the error is |estimate - true| / true, over the records at
+   20 % or more **with at least 5 s truly left**: in the last seconds a tenth of a second is a large
+   fraction, and the estimate has counted down to about zero anyway. A counted record without an
+   estimate is a blank, not an error. The largest step is the largest move of an estimate from
+   where the previous one had counted down to, as a fraction of that (while 5 s or more). The three
+   kinds together pool their records. **Baseline:** the browser's old estimate (`etaFor` before
+   issue 17: percent per second since the page first saw the job, nothing for its first 3 s), for 20
+   pages per job opened at random times (seeded) before its last counted record, over the same
+   records from each page's opening, in raw seconds (the page rounded them to minutes). `results.json`
+   also holds the same figures for an EWMA of the rate (10 s time constant), the alternative.
 """

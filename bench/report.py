@@ -13,6 +13,7 @@ from django.conf import settings
 
 from bench import (
     api_latency,
+    eta_accuracy,
     fanout,
     pages_beside_sockets,
     pipeline_overhead,
@@ -29,6 +30,7 @@ TITLES = {
     "5": "WebSocket fan-out to 500 sockets",
     "6": "pipeline overhead against hand-written ffmpeg",
     "7": "a page beside 200 open sockets",
+    "8": "time-left estimate against the true time left",
 }
 LATENCY_UPDATES_WANTED = 100
 
@@ -47,6 +49,7 @@ RUNNERS = {
     "5": fanout.run,
     "6": pipeline_overhead.run,
     "7": pages_beside_sockets.run,
+    "8": eta_accuracy.run,
 }
 
 
@@ -66,6 +69,14 @@ def verdict(met: bool) -> str:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.0f} %"
+
+
+def eta_verdict(score: dict) -> str:
+    return verdict(score["median"] is not None and score["median"] < 0.2 and score["worst"] < 0.5)
 
 
 def rows(results: dict) -> list[Row]:
@@ -173,6 +184,37 @@ def rows(results: dict) -> list[Row]:
                 "p95 < 100 ms, no handshake failed",
                 f"no socket open: {ms(alone['p50'])} / {ms(alone['p95'])} / {ms(alone['max'])}",
                 verdict(beside["p95"] < 0.1 and beside["handshakes_failed"] == 0),
+            )
+        )
+    if "8" in results:
+        figure = results["8"]
+        window = f"records from {eta_accuracy.FROM_PERCENT} % with >= {eta_accuracy.MIN_TRUE_SECONDS:.0f} s left"
+        pages = f"the browser's rate since the page opened ({figure['page_opens']} pages per job)"
+        for kind, one in figure["kinds"].items():
+            slowest, fastest = one["pace"]
+            table.append(
+                Row(
+                    f"8 time left, {kind} ({one['media_seconds']:.0f} s of 640x360 media, rendered in "
+                    f"{one['job_seconds']:.0f} s at {slowest:.1f}-{fastest:.1f} media s/s)",
+                    f"median / worst error over {one['counted']} {window} ; blank ; largest step",
+                    f"{percent(one['median'])} / {percent(one['worst'])} ; {one['blank']} ; "
+                    f"{percent(one['largest_step'])}",
+                    "median < 20 %, worst < 50 %",
+                    f"{pages}: {percent(one['baseline']['median'])} / {percent(one['baseline']['worst'])} ; "
+                    f"blank {one['baseline']['blank']} of {one['baseline']['counted']}",
+                    eta_verdict(one),
+                )
+            )
+        together, baseline = figure["all"]["estimate"], figure["all"]["baseline"]
+        table.append(
+            Row(
+                "8 time left, the three kinds together",
+                f"median / worst error over {together['counted']} {window} ; blank",
+                f"{percent(together['median'])} / {percent(together['worst'])} ; {together['blank']}",
+                "median < 20 %, worst < 50 %",
+                f"{pages}: {percent(baseline['median'])} / {percent(baseline['worst'])} ; "
+                f"blank {baseline['blank']} of {baseline['counted']}",
+                eta_verdict(together),
             )
         )
     return table

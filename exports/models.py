@@ -201,6 +201,15 @@ class ExportJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    def finish_time(self, reported, *, now):
+        """
+        When the job finished: the worker's reported time, since the backend may notice it long after, held
+        within what the backend's own clock allows (not before the job was created, not after now).
+        """
+        if reported is None:
+            return now
+        return min(max(reported, self.created_at), now)
+
 
 class ExportJobEvent(models.Model):
     """

@@ -100,6 +100,11 @@ def read_result(job_id) -> dict | None:
     return result if isinstance(result, dict) and result.get("status") in {"success", "error"} else None
 
 
+def finished_at_of(result: dict | None) -> datetime | None:
+    """The worker's own time of finishing, as its result reports it (None when absent or not a time)."""
+    return _time(result.get("finished_at")) if isinstance(result, dict) else None
+
+
 def _text(value, limit: int) -> str:
     return value[:limit] if isinstance(value, str) else ""
 

@@ -23,6 +23,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from exports_project.http import isoformat
 from modal_jobs.backends import store_from_settings
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, clip_ids, validate_params
@@ -126,7 +127,7 @@ def transition(
     return bool(changed)
 
 
-def fail(job: ExportJob, reason: ErrorReason, message: str, *, trigger, actor=None) -> bool:
+def fail(job: ExportJob, reason: ErrorReason, message: str, *, trigger, actor=None, **fields) -> bool:
     return transition(
         job,
         ExportStatus.ERROR,
@@ -136,6 +137,7 @@ def fail(job: ExportJob, reason: ErrorReason, message: str, *, trigger, actor=No
         actor=actor,
         error_reason=reason,
         error_message=message[:2000],
+        **fields,
     )
 
 
@@ -264,7 +266,7 @@ def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now)
     if status is CallStatus.SUCCEEDED:
         return Decision(Outcome.COMPLETED, result=state.result)
     if status is CallStatus.FAILED:
-        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=state.message)
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=state.message, result=state.result)
     if status is CallStatus.TERMINATED:
         if job.cancel_requested_at:
             return Decision(Outcome.CANCELLED, message="Cancelled.")
@@ -276,7 +278,8 @@ def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now)
     if stored_result is not None:
         if stored_result["status"] == "success":
             return Decision(Outcome.COMPLETED, result=stored_result)
-        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=str(stored_result.get("message", "")))
+        message = str(stored_result.get("message", ""))
+        return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=message, result=stored_result)
     if is_stale(job, now=now):
         return Decision(Outcome.LOST, reason=ErrorReason.LOST, message=lost_message(job, state))
     return Decision(Outcome.UNCHANGED)
@@ -490,7 +493,7 @@ def _apply(job: ExportJob, decision: Decision, *, trigger) -> Outcome:
     if decision.outcome is Outcome.CANCELLED:
         done = transition(job, ExportStatus.CANCELLED, trigger=trigger, event=Event.CANCELLED, message=decision.message)
     else:
-        done = fail(job, decision.reason, decision.message, trigger=trigger)
+        done = fail(job, decision.reason, decision.message, trigger=trigger, **_finish_fields(job, decision.result))
     if done and job.project.deleted_at:
         purge_project_if_idle(job.project)
     return decision.outcome if done else Outcome.UNCHANGED
@@ -498,6 +501,18 @@ def _apply(job: ExportJob, decision: Decision, *, trigger) -> Outcome:
 
 # What the worker's result says about the render, kept on the job's timeline for the admin.
 RENDER_FACTS = ("encoder", "encoder_fallback", "render_seconds")
+
+
+def _finish_fields(job: ExportJob, result: dict | None) -> dict:
+    """finished_at from the worker's result, and for the timeline both times: the worker's and when we learned it."""
+    reported = records.finished_at_of(result)
+    if reported is None:
+        return {}
+    now = timezone.now()
+    return {
+        "finished_at": job.finish_time(reported, now=now),
+        "event_data": {"worker_finished_at": isoformat(reported), "noticed_at": isoformat(now)},
+    }
 
 
 def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
@@ -523,15 +538,18 @@ def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
             message = "Export complete."
             if locked.cancel_requested_at:
                 message = "The export finished before the cancel reached it."
+            finish = _finish_fields(locked, result)
+            facts = {name: result[name] for name in RENDER_FACTS if name in result} | finish.pop("event_data", {})
             transition(
                 locked,
                 ExportStatus.COMPLETE,
                 trigger=trigger,
                 event=Event.COMPLETED,
                 message=message,
-                event_data={name: result[name] for name in RENDER_FACTS if name in result},
+                event_data=facts,
                 progress=100,
                 stage="done",
+                **finish,
             )
     except IntegrityError:
         return Outcome.UNCHANGED  # another reconciliation created the WorkingVideo first

@@ -39,8 +39,9 @@ class CallState:
         return cls(CallStatus.SUCCEEDED, result=result)
 
     @classmethod
-    def failed(cls, message: str) -> CallState:
-        return cls(CallStatus.FAILED, message=message)
+    def failed(cls, message: str, *, result: dict[str, Any] | None = None) -> CallState:
+        """A failed call; `result` is the worker's own error result when it returned one (it has its finish time)."""
+        return cls(CallStatus.FAILED, result=result, message=message)
 
     @classmethod
     def from_result(cls, result: Any) -> CallState:
@@ -48,7 +49,7 @@ class CallState:
         if isinstance(result, dict) and result.get("status") == "success":
             return cls.succeeded(result)
         if isinstance(result, dict) and result.get("status") == "error":
-            return cls.failed(str(result.get("message") or "The export failed."))
+            return cls.failed(str(result.get("message") or "The export failed."), result=result)
         return cls.failed(f"The worker returned something unexpected: {str(result)[:200]}")
 
     @property

@@ -14,6 +14,7 @@ import json
 import logging
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     except Exception as error:  # a bug, but the user still deserves a message and the backend a result
         logger.exception("Export %s failed unexpectedly", export.job_id)
         result = error_result(f"Unexpected {type(error).__name__}: {error}")
-    result = {**result, "job_id": export.job_id, "call_id": call_id, "attempt": attempt}
+    # finished_at: when the work ended, which the backend may learn much later (nobody watching).
+    finished_at = datetime.now(UTC).isoformat()
+    result = {**result, "job_id": export.job_id, "call_id": call_id, "attempt": attempt, "finished_at": finished_at}
     try:
         store.write_bytes(job_key(export.job_id, "result.json"), json.dumps(result).encode())
     except Exception as error:

@@ -152,9 +152,10 @@ def test_a_successful_result_reads_as_succeeded(modal_server: ModalServer, backe
 
 def test_the_workers_error_result_reads_as_failed_with_its_message(modal_server: ModalServer, backend: ModalBackend):
     call_id = started_call(backend)
-    modal_server.succeed(call_id, {"status": "error", "message": "Clip 3 has no video stream."})
+    returned = {"status": "error", "message": "Clip 3 has no video stream.", "finished_at": "2026-11-25T17:13:35+00:00"}
+    modal_server.succeed(call_id, returned)
 
-    assert backend.poll(call_id) == CallState.failed("Clip 3 has no video stream.")
+    assert backend.poll(call_id) == CallState.failed("Clip 3 has no video stream.", result=returned)
 
 
 @pytest.mark.parametrize(

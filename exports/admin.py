@@ -142,7 +142,19 @@ class ExportJobAdmin(admin.ModelAdmin):
     actions = ["reconcile_now", "cancel_on_executor", "retry", "mark_as_error"]
     fieldsets = [
         (None, {"fields": ["id", "owner", "project", "kind", "backend", "modal_call_id", "status", "progress"]}),
-        ("Worker", {"fields": ["stage", "message", "progress_at", "heartbeat_seen_at", "progress_record"]}),
+        (
+            "Worker",
+            {
+                "fields": [
+                    "stage",
+                    "message",
+                    "progress_at",
+                    "remaining_seconds",
+                    "heartbeat_seen_at",
+                    "progress_record",
+                ]
+            },
+        ),
         ("Executor", {"fields": ["executor_state", "call_logs", "executor_checked_at", "progress_checked_at"]}),
         ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at", "retry_of"]}),
         ("Parameters", {"fields": ["pretty_params"]}),

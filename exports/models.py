@@ -130,6 +130,11 @@ class ExportJob(models.Model):
     stage = models.CharField(max_length=64, blank=True, default="")
     message = models.CharField(max_length=500, blank=True, default="")
     progress_at = models.DateTimeField(null=True, blank=True, help_text="The worker's time of the progress shown.")
+    remaining_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The worker's estimate of the time left, as of progress_at; empty until stable.",
+    )
     heartbeat_seen_at = models.DateTimeField(
         null=True, blank=True, help_text="When the backend last saw the progress record change (backend clock)."
     )
@@ -200,6 +205,12 @@ class ExportJob(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    def remaining_seconds_at(self, now) -> float | None:
+        """The worker's estimate counted down to `now`: every page shows the same figure at once."""
+        if self.status not in ACTIVE_STATUSES or self.remaining_seconds is None or self.progress_at is None:
+            return None
+        return max(0.0, self.remaining_seconds - max(0.0, (now - self.progress_at).total_seconds()))
 
     def finish_time(self, reported, *, now):
         """
@@ -272,6 +283,17 @@ class WorkingVideo(models.Model):
 
     def get_download_url(self):
         return f"{self.get_media_url()}?download=1"
+
+    def as_json(self) -> dict:
+        """The one JSON shape of a working video: in a job's JSON and in its project's."""
+        return {
+            "id": self.pk,
+            "url": self.get_media_url(),
+            "download_url": self.get_download_url(),
+            "duration": self.duration,
+            "width": self.width,
+            "height": self.height,
+        }
 
     @property
     def download_filename(self) -> str:

@@ -32,6 +32,7 @@ class ProgressRecord:
     call_id: str
     sequence: int
     worker_time: datetime
+    remaining_seconds: float | None  # the worker's estimate as of worker_time (modal_jobs/eta.py)
 
 
 def read_record(job_id, name: str) -> bytes | None:
@@ -81,6 +82,7 @@ def parse_progress(raw: bytes, *, job_id=None) -> ProgressRecord | None:
         call_id=call_id if isinstance(call_id, str) and CALL_ID_PATTERN.match(call_id) else "",
         sequence=sequence if isinstance(sequence, int) and not isinstance(sequence, bool) else 0,
         worker_time=worker_time,
+        remaining_seconds=_seconds(record.get("remaining_seconds")),
     )
 
 
@@ -103,6 +105,13 @@ def read_result(job_id) -> dict | None:
 def finished_at_of(result: dict | None) -> datetime | None:
     """The worker's own time of finishing, as its result reports it (None when absent or not a time)."""
     return _time(result.get("finished_at")) if isinstance(result, dict) else None
+
+
+def _seconds(value) -> float | None:
+    """A duration a worker reported: finite, not negative, at most a day (longer is no estimate)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return min(float(value), 86400.0)
 
 
 def _text(value, limit: int) -> str:

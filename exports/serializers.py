@@ -1,5 +1,7 @@
 """The one JSON shape of a job, shared by the API, the socket and broadcasts."""
 
+from django.utils import timezone
+
 from exports_project.http import isoformat
 
 from .models import ExportJob, WorkingVideo
@@ -25,6 +27,7 @@ def serialize_job(job: ExportJob) -> dict:
         "stage": job.stage,
         "message": job.message,
         "progress_at": isoformat(job.progress_at),
+        "remaining_seconds": _rounded(job.remaining_seconds_at(timezone.now())),
         "project_id": job.project_id,
         "project_name": job.project.name,
         "created_at": isoformat(job.created_at),
@@ -32,6 +35,25 @@ def serialize_job(job: ExportJob) -> dict:
         "finished_at": isoformat(job.finished_at),
         "cancel_requested": job.cancel_requested_at is not None,
         "error": {"reason": job.error_reason, "message": job.error_for_user} if job.error_reason else None,
-        "working_video": {"id": video.pk, "url": video.get_media_url()} if video else None,
+        "working_video": video.as_json() if video else None,
         "retry_id": retry_id,
+    }
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def serialize_working_video(video: WorkingVideo) -> dict:
+    return {
+        "id": video.pk,
+        "url": video.get_media_url(),
+        "download_url": video.get_download_url(),
+        "duration": video.duration,
+        "width": video.width,
+        "height": video.height,
     }

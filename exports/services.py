@@ -405,6 +405,8 @@ def _conclude_check(check: _Check, *, trigger, budget) -> Outcome:
         decision = decide(job, state, stored_result=stored, now=now)
         if state.status is CallStatus.RUNNING and job.cancel_requested_at and not dry_run:
             _send_cancel(job, budget=budget)  # the first cancel may not have reached the executor
+        if state.status is CallStatus.RUNNING and not dry_run:
+            _show_waiting(job, state)
     if dry_run or decision.outcome is Outcome.UNCHANGED:
         return Outcome.PROGRESSED if check.progressed and decision.outcome is Outcome.UNCHANGED else decision.outcome
     return _apply(job, decision, trigger=trigger)
@@ -464,6 +466,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
             stage=record.stage,
             message=record.message,
             progress_at=record.worker_time,
+            remaining_seconds=record.remaining_seconds,
             heartbeat_seen_at=now,
             updated_at=now,
         )
@@ -477,7 +480,32 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     job.progress = max(job.progress, shown)
     job.stage, job.message = record.stage, record.message
     job.progress_at, job.heartbeat_seen_at = record.worker_time, now
+    job.remaining_seconds = record.remaining_seconds
     return True
+
+
+def _show_waiting(job: ExportJob, state: CallState) -> None:
+    """Before the worker's first record, say what the executor knows: queued (with how many ahead), or starting."""
+    if job.progress_at is not None:
+        return  # the worker speaks for itself now
+    if state.queued_ahead is None:
+        stage, message = "starting", "Starting"
+    elif state.queued_ahead == 0:
+        stage, message = "queued", "Queued: next to start"
+    else:
+        ahead = state.queued_ahead
+        stage, message = "queued", f"Queued: {ahead} export{'s' if ahead != 1 else ''} ahead"
+    if (job.stage, job.message) == (stage, message):
+        return
+    now = timezone.now()
+    shown = (
+        ExportJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES, progress_at__isnull=True)
+        .exclude(stage=stage, message=message)
+        .update(stage=stage, message=message, updated_at=now)
+    )
+    if shown:
+        job.stage, job.message = stage, message
+        broadcast_job_on_commit(job.pk, while_active=True)
 
 
 def _send_cancel(job: ExportJob, *, budget) -> None:

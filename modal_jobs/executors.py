@@ -29,6 +29,9 @@ class CallState:
     status: CallStatus
     result: dict[str, Any] | None = field(default=None)
     message: str = ""
+    # A running call still waiting for a worker, and how many calls are ahead of it, where the executor knows
+    # (the local executor's queue does; Modal does not say).
+    queued_ahead: int | None = None
 
     @classmethod
     def running(cls) -> CallState:

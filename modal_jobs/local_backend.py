@@ -267,8 +267,10 @@ class LocalBackend:
             if lock_is_held(call_dir / "lock"):
                 self._enforce_time_limit(call_dir)
                 return CallState.running()
-            if any((self.root / "queued").glob(f"*-{call_id}")):
-                return CallState.running()  # queued calls read as running, as on Modal
+            waiting = sorted(marker.name for marker in (self.root / "queued").iterdir())
+            for ahead, name in enumerate(waiting):
+                if name.endswith(f"-{call_id}"):  # queued calls read as running, as on Modal, with their place
+                    return CallState(CallStatus.RUNNING, queued_ahead=ahead)
             if cancel_requested:
                 return CallState(CallStatus.TERMINATED)
             return CallState.failed("The worker disappeared without a result (its supervisor was killed).")

@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_safe
 
 from exports_project.http import api_view, isoformat
 from modal_jobs.media import MediaProbeError
@@ -39,10 +39,14 @@ def project_detail(request, project_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def clip_upload(request, project_id):
     project = get_project_for_user(request.user, project_id)
+    if request.method == "GET":  # the address bar after a failed upload: the project is what they want
+        return redirect(project)
     form = ClipUploadForm(request.POST, request.FILES)
+    # The page's script uploads with progress and asks for JSON; without script the form posts as HTML.
+    wants_json = request.headers.get("Accept") == "application/json"
     if form.is_valid():
         upload = form.cleaned_data["file"]
         try:
@@ -51,7 +55,11 @@ def clip_upload(request, project_id):
             form.add_error("file", f"{upload.name}: {error}")
         else:
             messages.success(request, f"Added {clip} ({clip.duration:.1f} s, {clip.width}×{clip.height}).")
+            if wants_json:
+                return JsonResponse({"redirect": project.get_absolute_url()}, status=201)
             return redirect(project)
+    if wants_json:
+        return JsonResponse({"error": " ".join(form.errors.get("file", ["The upload was refused."]))}, status=400)
     return _render_detail(request, project, form, status=400)
 
 
@@ -119,16 +127,7 @@ def serialize_project(project: Project) -> dict:
     ]
     # Working videos come through the reverse relation: projects imports nothing from exports.
     working_videos = [
-        {
-            "id": video.pk,
-            "url": video.get_media_url(),
-            "download_url": video.get_download_url(),
-            "duration": video.duration,
-            "width": video.width,
-            "height": video.height,
-            "export_job_id": str(video.export_job_id),
-            "created_at": isoformat(video.created_at),
-        }
+        {**video.as_json(), "export_job_id": str(video.export_job_id), "created_at": isoformat(video.created_at)}
         for video in project.working_videos.all()
     ]
     return {**serialize_project_summary(project), "clips": clips, "working_videos": working_videos}

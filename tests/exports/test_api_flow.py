@@ -35,7 +35,9 @@ def test_an_export_runs_to_a_working_video_through_the_api(executor, owner_clien
     assert finished["status"] == "complete", finished
     assert finished["progress"] == 100
     video = WorkingVideo.objects.get(export_job_id=job["id"])
-    assert finished["working_video"] == {"id": video.pk, "url": video.get_media_url()}
+    assert finished["working_video"]["url"] == video.get_media_url()
+    assert finished["working_video"]["download_url"] == video.get_download_url()
+    assert (finished["working_video"]["width"], finished["working_video"]["duration"]) == (video.width, video.duration)
     assert probe(video.media.path).duration == pytest.approx(1.5, abs=0.1)
     active = owner_client.get(reverse("exports:api_active")).json()["jobs"]
     assert [item["id"] for item in active] == [job["id"]]  # finished, not dismissed: still in the tray

@@ -185,7 +185,7 @@ def validate_params(kind: str, params: Any, clips: Mapping[int, ClipFacts]) -> S
     try:
         validated = model.model_validate(params)
     except ValidationError as error:
-        raise InvalidParams(_field_errors(error)) from None
+        raise InvalidParams(_field_errors(error, model)) from None
     errors = _check_against_clips(validated, clips)
     if errors:
         raise InvalidParams(errors)
@@ -197,13 +197,81 @@ def _seconds(value: float) -> str:
     return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
 
 
-def _field_errors(error: ValidationError) -> dict[str, str]:
+# What each field is, in the words of the forms.
+FIELD_LABELS = {
+    "x": "x (horizontal position)",
+    "y": "y (vertical position)",
+    "radius": "radius (share of the frame's height)",
+    "t": "time",
+    "start": "start",
+    "end": "end",
+    "height": "height",
+    "frame_rate": "frame rate",
+    "clip_id": "clip",
+    "clips": "clips",
+    "keyframes": "keyframes",
+    "highlights": "highlights",
+}
+ITEM_LABELS = {"clips": "clip", "keyframes": "keyframe", "highlights": "highlight"}
+BOUND_ERRORS = {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+
+
+def _field_errors(error: ValidationError, model: type[BaseModel]) -> dict[str, str]:
+    """Every error at once, one per field, each in the user's words: `highlight 1: x (horizontal ...) must be ...`."""
     errors: dict[str, str] = {}
     for detail in error.errors(include_url=False):
-        field = ".".join(str(part) for part in detail["loc"]) or "params"
-        message = detail["msg"].removeprefix("Value error, ")
-        errors.setdefault(field, message)
+        location = detail["loc"]
+        field = ".".join(str(part) for part in location) or "params"
+        errors.setdefault(field, _user_words(detail, location, model))
     return errors
+
+
+def _user_words(detail: dict, location: tuple, model: type[BaseModel]) -> str:
+    where = [
+        f"{ITEM_LABELS[name]} {index + 1}"
+        for name, index in pairwise(location)
+        if name in ITEM_LABELS and isinstance(index, int)
+    ]
+    names = [part for part in location if isinstance(part, str)]
+    label = FIELD_LABELS.get(names[-1], names[-1]) if names else "params"
+    kind = detail["type"]
+    if kind in BOUND_ERRORS:
+        low, high = _bounds(model, location)
+        if low is not None and high is not None:
+            message = f"{label} must be between {low:g} and {high:g}"
+        else:
+            message = f"{label} {detail['msg'].lower().replace('input should be', 'must be')}"
+    elif kind == "missing":
+        message = f"{label} is required"
+    elif kind == "extra_forbidden":
+        message = f"{label} is not a field of this export"
+    elif kind in {"float_type", "int_type", "float_parsing", "int_parsing", "finite_number"}:
+        message = f"{label} must be a number"
+    elif kind == "string_type":
+        message = f"{label} must be text"
+    else:
+        message = detail["msg"].removeprefix("Value error, ")
+    return ": ".join([*where, message])
+
+
+def _bounds(model: type[BaseModel], location: tuple) -> tuple[float | None, float | None]:
+    """The lower and upper bound declared on the field at `location` (Field(ge=..., le=...))."""
+    current: Any = model
+    field = None
+    for part in location:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None, None
+        field = current.model_fields[part]
+        annotation = field.annotation
+        arguments = getattr(annotation, "__args__", ())
+        current = arguments[0] if arguments else annotation
+    low = high = None
+    for constraint in field.metadata if field else ():
+        low = getattr(constraint, "ge", getattr(constraint, "gt", low))
+        high = getattr(constraint, "le", getattr(constraint, "lt", high))
+    return low, high
 
 
 def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict[str, str]:

@@ -35,7 +35,7 @@ def test_a_start_past_the_clip_and_an_end_before_the_start_are_refused():
         "clips.0.start": "clip 1: start 25.0 s is past its 20.0 s duration"
     }
     assert errors_of("multi_clip", {"clips": [{"clip_id": 1, "start": 5, "end": 2}]}) == {
-        "clips.0": "end 2.0 s must be after start 5.0 s"
+        "clips.0": "clip 1: end 2.0 s must be after start 5.0 s"
     }
 
 
@@ -106,3 +106,24 @@ def test_a_multi_clip_range_shorter_than_a_frame_is_refused(start, end):
     errors = errors_of("multi_clip", {"clips": [{"clip_id": 1, "start": start, "end": end}]})
 
     assert errors == {"clips.0.end": "clip 1: must be at least one frame (1/30 s) long"}
+
+
+def test_every_shape_error_comes_at_once_in_the_forms_words():
+    params = {"clip_id": 1, "highlights": [{"start": 0, "end": 1, "x": 1.5, "y": -1, "radius": 0.9, "colour": "red"}]}
+    with pytest.raises(InvalidParams) as refused:
+        validate_params("overlay", params, {})
+    assert refused.value.errors == {
+        "highlights.0.x": "highlight 1: x (horizontal position) must be between 0 and 1",
+        "highlights.0.y": "highlight 1: y (vertical position) must be between 0 and 1",
+        "highlights.0.radius": "highlight 1: radius (share of the frame's height) must be between 0 and 0.5",
+        "highlights.0.colour": "highlight 1: colour is not a field of this export",
+    }
+
+
+def test_a_missing_or_mistyped_field_says_so_plainly():
+    with pytest.raises(InvalidParams) as refused:
+        validate_params("multi_clip", {"clips": [{"clip_id": 1, "end": "soon"}], "frame_rate": 100}, {})
+    assert refused.value.errors == {
+        "clips.0.end": "clip 1: end must be a number",
+        "frame_rate": "frame rate must be between 10 and 60",
+    }

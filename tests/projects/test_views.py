@@ -197,3 +197,31 @@ def test_without_a_range_the_whole_file_is_sent_and_ranges_are_advertised(owner_
 def test_download_names_the_file_after_the_clip(owner_client, clip):
     response = owner_client.get(clip.get_media_url() + "?download=1")
     assert response["Content-Disposition"] == 'attachment; filename="kick-off.mp4"'
+
+
+def test_opening_the_upload_address_leads_back_to_the_project(owner_client, project):
+    """After a failed upload the address bar holds the upload URL; reloading it must not answer a bare 405."""
+    response = owner_client.get(reverse("projects:clip_upload", args=[project.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == project.get_absolute_url()
+
+
+def test_the_upload_form_states_the_size_limit_before_a_file_is_chosen(owner_client, project, settings):
+    settings.CLIP_UPLOAD_MAX_BYTES = 3 * 1024**3
+    html = owner_client.get(project.get_absolute_url()).content.decode()
+    assert "Up to 3.0\xa0GB" in html
+
+
+def test_the_pages_upload_with_progress_gets_json_a_place_to_go_or_a_reason(owner_client, project, video_path):
+    url = reverse("projects:clip_upload", args=[project.pk])
+    good = SimpleUploadedFile("kick-off.mp4", video_path.read_bytes(), content_type="video/mp4")
+    response = owner_client.post(url, {"file": good}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 201
+    assert response.json() == {"redirect": project.get_absolute_url()}
+    assert "Added kick-off.mp4" in owner_client.get(project.get_absolute_url()).content.decode()  # the message waits
+
+    bad = SimpleUploadedFile("notes.mp4", b"not a video at all" * 100, content_type="video/mp4")
+    refused = owner_client.post(url, {"file": bad}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("notes.mp4:")
+    assert project.clips.count() == 1

@@ -44,7 +44,8 @@ class Command(BaseCommand):
         if created:
             self.stdout.write("User demo: created.")
         else:
-            self.stdout.write(f"User demo: exists ({'password unchanged' if password_matches else 'password updated'}).")
+            said = "password unchanged" if password_matches else "password updated"
+            self.stdout.write(f"User demo: exists ({said}).")
 
         project, created = Project.objects.get_or_create(owner=demo, name=DEMO_PROJECT_NAME)
         self.stdout.write(f"Project “{DEMO_PROJECT_NAME}”: {'created' if created else 'exists'}.")

@@ -2,6 +2,9 @@ from .models import ExportJob
 from .serializers import serialize_job
 from .services import reconcile_owner_jobs
 
+TRAY_STATE_COOKIE = "export_tray"
+TRAY_STATES = {"open", "collapsed"}
+
 
 def export_tray(request):
     """Every page renders the tray with the current state (the lazy check runs first), so no bar starts from 0."""
@@ -9,4 +12,10 @@ def export_tray(request):
     if user is None or not user.is_authenticated or request.path.startswith(("/api/", "/admin/")):
         return {}
     reconcile_owner_jobs(user)
-    return {"tray_jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(user)]}
+    return {
+        "tray_jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(user)],
+        # Open or collapsed as the user last left it, rendered so (a cookie, not storage: no flash on load).
+        "tray_state": request.COOKIES.get(TRAY_STATE_COOKIE)
+        if request.COOKIES.get(TRAY_STATE_COOKIE) in TRAY_STATES
+        else "",
+    }

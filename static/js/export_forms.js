@@ -110,6 +110,40 @@
     rows.appendChild(copy);
   });
 
+  // An export of this project ended (the tray saw it): add its video here, playable, and clear a stale
+  // "already running" under the form of its kind.
+  const videos = document.getElementById("working-videos");
+  document.addEventListener("export:finished", (event) => {
+    const job = event.detail;
+    if (!videos || String(job.project_id) !== videos.dataset.projectId) return;
+    const form = section.querySelector('form[data-kind="' + job.kind + '"]');
+    if (form) form.querySelector('[data-role="form-error"]').hidden = true;
+    const video = job.working_video;
+    if (job.status !== "complete" || !video || document.getElementById("working-video-" + video.id)) return;
+    const item = document.createElement("li");
+    item.className = "clip";
+    item.id = "working-video-" + video.id;
+    item.dataset.jobId = job.id;
+    const player = document.createElement("video");
+    player.controls = true;
+    player.preload = "metadata";
+    player.src = video.url;
+    const meta = document.createElement("div");
+    meta.className = "clip-meta";
+    const title = document.createElement("strong");
+    title.textContent = job.kind_label;
+    const facts = document.createElement("span");
+    facts.className = "muted";
+    facts.textContent = "just now · " + video.duration.toFixed(1) + " s · " + video.width + "×" + video.height;
+    const download = document.createElement("a");
+    download.href = video.download_url;
+    download.textContent = "Download";
+    meta.append(title, facts, download);
+    item.append(player, meta);
+    videos.querySelector('[data-role="videos"]').prepend(item);
+    videos.querySelector('[data-role="none"]').hidden = true;
+  });
+
   section.addEventListener("submit", (event) => {
     event.preventDefault();
     const form = event.target;

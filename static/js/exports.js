@@ -15,9 +15,16 @@
   const empty = tray.querySelector('[data-role="empty"]');
   const signin = tray.querySelector('[data-role="signin"]');
   const connection = tray.querySelector('[data-role="connection"]');
+  const summary = tray.querySelector('[data-role="summary"]');
+  const toggle = tray.querySelector('[data-role="toggle"]');
+  const trayBody = tray.querySelector(".tray-body");
+  const notify = tray.querySelector('[data-role="notify"]');
+  const notices = document.getElementById("export-notices");
+  const baseTitle = document.title;
+  let unseenEnd = "";
   const statusUrlTemplate = tray.dataset.statusUrl;
   const jobs = new Map(); // id -> job, one bar per job
-  const rates = new Map(); // id -> {time, progress} first seen while processing, for the ETA
+  const estimates = new Map(); // id -> {seconds, at}: the worker's time-left estimate and when it arrived
   let socket = null;
   let cursor = null;
   let attempts = 0;
@@ -40,23 +47,33 @@
     if (job.status === "cancelled") return "Cancelled.";
     if (job.status === "complete") return "Done.";
     if (job.cancel_requested) return "Cancelling…";
-    return job.message || job.stage || "Waiting to start…";
+    return job.message || job.stage || "Starting…";
   }
 
-  function etaFor(job) {
-    if (job.status !== "processing" || job.cancel_requested || job.progress <= 0) return "";
-    const now = Date.now();
-    const first = rates.get(job.id);
-    if (!first) {
-      rates.set(job.id, { time: now, progress: job.progress });
-      return "";
+  // The estimate is the worker's (smoothed over the job's whole history, counted down by the server to the
+  // moment it answered): the page only counts it down between answers, so every page shows the same.
+  function noteEstimate(job) {
+    if (job.status !== "processing" || job.cancel_requested || job.remaining_seconds == null) {
+      estimates.delete(job.id);
+    } else {
+      estimates.set(job.id, { seconds: job.remaining_seconds, at: performance.now() });
     }
-    const gained = job.progress - first.progress;
-    const elapsed = (now - first.time) / 1000;
-    if (gained <= 0 || elapsed < 3) return "";
-    const seconds = ((100 - job.progress) * elapsed) / gained;
+  }
+
+  function etaFor(id) {
+    const estimate = estimates.get(id);
+    if (!estimate) return "";
+    const seconds = estimate.seconds - (performance.now() - estimate.at) / 1000;
     if (seconds < 60) return "less than a minute left";
+    if (seconds < 90) return "about a minute left";
     return "about " + Math.round(seconds / 60) + " min left";
+  }
+
+  function refreshEstimates() {
+    for (const id of estimates.keys()) {
+      const bar = list.querySelector('[data-job-id="' + id + '"] [data-role="eta"]');
+      if (bar) bar.textContent = etaFor(id);
+    }
   }
 
   function button(action, label, disabled) {
@@ -94,7 +111,8 @@
     bar.querySelector('[data-role="fill"]').style.width = job.progress + "%";
     bar.querySelector(".bar-track").setAttribute("aria-valuenow", String(job.progress));
     bar.querySelector('[data-role="message"]').textContent = messageFor(job);
-    bar.querySelector('[data-role="eta"]').textContent = etaFor(job);
+    noteEstimate(job);
+    bar.querySelector('[data-role="eta"]').textContent = etaFor(job.id);
     const actions = bar.querySelector('[data-role="actions"]');
     actions.replaceChildren();
     if (job.status === "complete" && job.working_video) {
@@ -103,7 +121,12 @@
       link.href = job.working_video.url;
       link.dataset.role = "video-link";
       link.textContent = "Open video";
-      actions.appendChild(link);
+      const download = document.createElement("a");
+      download.className = "bar-link";
+      download.href = job.working_video.download_url;
+      download.dataset.role = "download";
+      download.textContent = "Download";
+      actions.append(download, link);
     }
     if (ACTIVE.has(job.status)) {
       actions.appendChild(button("cancel", job.cancel_requested ? "Cancelling…" : "Cancel", job.cancel_requested));
@@ -120,10 +143,76 @@
     jobs.set(job.id, job);
     render(job);
     refreshEmpty();
+    if (known && ACTIVE.has(known.status) && !ACTIVE.has(job.status)) finished(job);
+  }
+
+  // An export this page saw running has ended: tell the page (the project page adds the video), the user
+  // wherever they look (a notice here; the tab title and, if they opted in, a notification when hidden).
+  function finished(job) {
+    document.dispatchEvent(new CustomEvent("export:finished", { detail: job }));
+    if (job.status === "cancelled") return;
+    const what = job.kind_label + " export of " + job.project_name;
+    const text = job.status === "complete" ? what + " is ready." : what + " failed.";
+    showNotice(job, text);
+    if (document.hidden) {
+      unseenEnd = job.status === "complete" ? "✓ Done" : "✕ Failed";
+      refreshTitle();
+      if (window.Notification && Notification.permission === "granted" && notifyWanted()) {
+        new Notification(text, { body: job.status === "complete" ? "Open the tab to download it." : messageFor(job) });
+      }
+    }
+  }
+
+  function showNotice(job, text) {
+    const notice = document.createElement("div");
+    notice.className = "export-notice status-" + job.status;
+    notice.setAttribute("role", "status");
+    notice.dataset.jobId = job.id;
+    const words = document.createElement("span");
+    words.textContent = text;
+    notice.appendChild(words);
+    if (job.status === "complete" && job.working_video) {
+      const download = document.createElement("a");
+      download.href = job.working_video.download_url;
+      download.textContent = "Download";
+      notice.appendChild(download);
+    }
+    const close = button("close-notice", "Dismiss");
+    close.addEventListener("click", () => notice.remove());
+    notice.appendChild(close);
+    notices.appendChild(notice);
+  }
+
+  // The tab's title: the running percents, or a mark for an export that ended while the tab was hidden.
+  function refreshTitle() {
+    const running = Array.from(jobs.values()).filter((job) => ACTIVE.has(job.status));
+    let prefix = unseenEnd;
+    if (!prefix && running.length) prefix = running.map((job) => job.progress + " %").join(", ");
+    document.title = prefix ? prefix + " · " + baseTitle : baseTitle;
+  }
+
+  function notifyWanted() {
+    return document.cookie.split(/;\s*/).includes("export_notify=yes");
+  }
+
+  function refreshNotify() {
+    notify.hidden = !window.Notification || Notification.permission === "denied" ||
+      (notifyWanted() && Notification.permission === "granted");
+  }
+
+  // Asked only when the user opts in from the tray, never on page load.
+  function askToNotify() {
+    Notification.requestPermission().then((permission) => {
+      if (permission === "granted") {
+        document.cookie = "export_notify=yes; path=/; max-age=31536000; SameSite=Lax";
+      }
+      refreshNotify();
+    });
   }
 
   function remove(id) {
     jobs.delete(id);
+    estimates.delete(id);
     const bar = list.querySelector('[data-job-id="' + id + '"]');
     if (bar) bar.remove();
     refreshEmpty();
@@ -131,6 +220,35 @@
 
   function refreshEmpty() {
     empty.hidden = jobs.size > 0;
+    refreshSummary();
+  }
+
+  // The header line, which stays when the tray is collapsed: how many run, and their percents.
+  function refreshSummary() {
+    const running = Array.from(jobs.values()).filter((job) => ACTIVE.has(job.status));
+    let text = "";
+    if (running.length) {
+      const percents = running.slice(0, 3).map((job) => job.progress + "\u00a0%"); // never split from its number
+      text = running.length + " running · " + percents.join(", ") + (running.length > 3 ? "…" : "");
+    } else if (jobs.size) {
+      text = "none running";
+    }
+    summary.textContent = text;
+    refreshTitle();
+  }
+
+  function isCollapsed() {
+    return getComputedStyle(trayBody).display === "none";
+  }
+
+  function toggleTray() {
+    tray.dataset.state = isCollapsed() ? "open" : "collapsed";
+    document.cookie = "export_tray=" + tray.dataset.state + "; path=/; max-age=31536000; SameSite=Lax";
+    refreshToggle();
+  }
+
+  function refreshToggle() {
+    toggle.setAttribute("aria-expanded", String(!isCollapsed()));
   }
 
   function applySnapshot(snapshotJobs) {
@@ -284,6 +402,10 @@
   });
 
   document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && unseenEnd) {
+      unseenEnd = "";
+      refreshTitle();
+    }
     // Timers are throttled in background tabs: catch up at once when the tab is seen again.
     if (document.visibilityState !== "visible" || signedOut) return;
     if (!socket) {
@@ -297,6 +419,13 @@
   // Start from what the server rendered into the page (the same state as the bars), then go live.
   const initial = document.getElementById("export-tray-jobs");
   if (initial) JSON.parse(initial.textContent).forEach(update);
+
+  window.setInterval(refreshEstimates, 1000);
+  toggle.addEventListener("click", toggleTray);
+  notify.addEventListener("click", askToNotify);
+  refreshNotify();
+  refreshToggle();
+  refreshSummary();
 
   window.exportTray = {
     add: update, // the export forms hand over the job they started

@@ -5,6 +5,7 @@ Exports here take about half a minute (x264's slowest preset on 45 s of 960x540 
 enough to act mid-way. Each test saves a screenshot under test-artifacts/browser/.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,16 +43,25 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def server(tmp_path):
-    server = AppServer(tmp_path, EXPORTS_X264_PRESET="veryslow", EXPORTS_SOCKET_TICK_SECONDS="0.5")
-    server.prepare_demo(clip_seconds=15, width=960, height=540)
-    server.start()
-    yield server
-    server.stop()
+@contextlib.contextmanager
+def demo_server(data_dir, **environment):
+    """A daphne on the demo (15 s clips at 960x540), x264's slowest preset so exports last about half a minute."""
     from ..processes import kill_all_workers
 
-    kill_all_workers(tmp_path / "executor")
+    server = AppServer(data_dir, EXPORTS_X264_PRESET="veryslow", EXPORTS_SOCKET_TICK_SECONDS="0.5", **environment)
+    server.prepare_demo(clip_seconds=15, width=960, height=540)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        kill_all_workers(data_dir / "executor")
+
+
+@pytest.fixture
+def server(tmp_path):
+    with demo_server(tmp_path) as server:
+        yield server
 
 
 class BrowserSession:

@@ -10,7 +10,7 @@ EXPORT_SECONDS = 180  # generous: an export takes about half a minute here
 
 def start_export(page) -> str:
     page.click("form[data-kind=multi_clip] button[type=submit]")
-    page.wait_for_selector(".export-bar")
+    page.wait_for_selector(".export-bar", state="attached")  # a phone's tray starts collapsed
     [(job_id, _, _)] = bar_state(page)
     return job_id
 

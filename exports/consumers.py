@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
@@ -93,6 +94,36 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
         close_old_connections()
 
 
+class SharedTicks:
+    """
+    One tick per session and interval in this process, whatever the number of its sockets (tabs, or a
+    crowd of them): the same session gets the same answer, and the jobs' changes reach every socket of the
+    user through its group anyway. Without this, 200 sockets of one user meant 200 session checks and
+    reconciles a second, and every page of every other user waited behind them.
+    """
+
+    def __init__(self):
+        self._running: dict[tuple, tuple[float, asyncio.Future, set]] = {}
+
+    async def tick(self, scope, user, session_key, job_ids: list, *, interval: float) -> list | None:
+        key = (user.pk, session_key)
+        now = time.monotonic()
+        started = self._running.get(key)
+        if started is None or now - started[0] >= interval * 0.9 or not set(job_ids) <= started[2]:
+            run = asyncio.ensure_future(sync_to_async(tick_socket, thread_sensitive=False)(scope, user, job_ids))
+            started = (now, run, set(job_ids))
+            self._running[key] = started
+            run.add_done_callback(lambda _: self._forget_old(now - interval))
+        return await asyncio.shield(started[1])
+
+    def _forget_old(self, before: float) -> None:
+        for key in [key for key, (at, run, _) in self._running.items() if at < before and run.done()]:
+            del self._running[key]
+
+
+shared_ticks = SharedTicks()
+
+
 class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
@@ -163,14 +194,16 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         While the user has active jobs: check the session, then reconcile them. An idle socket costs nothing
         a tick; a change to its user reaches it as access.changed, and so in production (Redis) from any process.
         """
-        tick = sync_to_async(tick_socket, thread_sensitive=False)
         while True:
-            await asyncio.sleep(settings.EXPORTS_SOCKET_TICK_SECONDS)
+            interval = settings.EXPORTS_SOCKET_TICK_SECONDS
+            await asyncio.sleep(interval)
             if not self.active_job_ids:
                 continue
             checked = set(self.active_job_ids)
             try:
-                still_active = await tick(self.scope, self.user, list(checked))
+                still_active = await shared_ticks.tick(
+                    self.scope, self.user, self.session_key, list(checked), interval=interval
+                )
             except Exception:
                 logger.exception("The tick of a socket of user %s failed", self.user.pk)
                 continue

@@ -300,3 +300,31 @@ async def test_an_open_socket_closes_once_its_users_access_is_revoked(owner, pro
         await sync_to_async(type(owner).objects.filter(pk=owner.pk).update)(is_active=False)
 
     assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_many_sockets_of_one_session_share_one_tick_a_second(owner, project, settings, monkeypatch):
+    """Twenty tabs (or a crowd) of one session cost one session check and reconcile per tick, not twenty."""
+    from exports import consumers
+
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.3
+    await sync_to_async(ExportJobFactory)(project=project, status=ExportStatus.PROCESSING)
+    ticks = []
+    real_tick = consumers.tick_socket
+    monkeypatch.setattr(consumers, "tick_socket", lambda *args: ticks.append(1) or real_tick(*args))
+    cookie = (await sync_to_async(session_cookie)(owner)).encode()
+    sockets = []
+    for _ in range(20):
+        socket = WebsocketCommunicator(
+            application,
+            "/ws/exports/",
+            headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", cookie)],
+        )
+        assert (await socket.connect())[0]
+        await socket.receive_json_from(timeout=5)
+        sockets.append(socket)
+
+    await asyncio.sleep(2.0)  # about six ticks of each socket
+
+    for socket in sockets:
+        await socket.disconnect()
+    assert 3 <= len(ticks) <= 12, len(ticks)  # not 20 sockets x 6 ticks

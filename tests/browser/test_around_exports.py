@@ -26,6 +26,19 @@ COVERED_CONTROLS = """() => {
 }"""
 
 
+# Headless Chromium keeps every tab visible: these stand in for the user switching tabs away and back.
+HIDE_TAB = """() => {
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+SHOW_TAB = """() => {
+  Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
 def summary(page) -> str:
     return page.inner_text('[data-role="summary"]')
 
@@ -117,9 +130,13 @@ def test_a_finished_export_appears_where_the_user_is_with_a_download(person, ser
     other_page.goto(f"{server.url}/exports/")
     watch(other_page, job_id, until=lambda status, percent: status == "processing" and percent > 0)
     assert "%" in other_page.title().split("·")[0]  # the running percent in the tab's title
+    other_page.evaluate(HIDE_TAB)  # the user looks at another tab
 
     notice = other_page.wait_for_selector(f'.export-notice[data-job-id="{job_id}"]', timeout=EXPORT_SECONDS * 1000)
     assert "is ready" in notice.inner_text()
+    assert other_page.title().startswith("✓ Done")  # what a hidden tab shows of an export that ended
+    other_page.evaluate(SHOW_TAB)
+    assert not other_page.title().startswith("✓")
     download = notice.query_selector("a").get_attribute("href")
     response = other_page.request.get(server.url + download, headers={"Range": "bytes=0-99"})
     assert response.status == 206 and "attachment" in response.headers["content-disposition"]

@@ -156,7 +156,7 @@ class ExportJobAdmin(admin.ModelAdmin):
             },
         ),
         ("Executor", {"fields": ["executor_state", "call_logs", "executor_checked_at", "progress_checked_at"]}),
-        ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at", "retry_of"]}),
+        ("Outcome", {"fields": ["error_reason", "error_message", "cancel_requested_at", "dismissed_at", "retried_as"]}),
         ("Parameters", {"fields": ["pretty_params"]}),
         ("Times", {"fields": ["created_at", "updated_at", "started_at", "finished_at"]}),
     ]

@@ -81,7 +81,7 @@ class ExportJobQuerySet(models.QuerySet):
 
     def for_serializing(self):
         """With everything serialize_job reads, in the same query."""
-        return self.select_related("project", "working_video", "retry")
+        return self.select_related("project", "working_video")
 
     def in_tray(self, *, now=None):
         """Active jobs plus those finished in the last day and not dismissed: what the tray, API and socket show."""
@@ -148,14 +148,16 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress_checked_at = models.DateTimeField(null=True, blank=True)
     executor_checked_at = models.DateTimeField(null=True, blank=True)
-    retry_of = models.OneToOneField(
+    # On the retried job, not the retry: serializing reads the id with no join (a reverse join made SQLite
+    # scan the whole history on every tray query). Claimed by a conditional update as the retry is created.
+    retried_as = models.OneToOneField(
         "self",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
-        related_name="retry",
+        related_name="retry_of",
         editable=False,
-        help_text="The failed or cancelled job this one retries; one retry each, the database enforces it.",
+        help_text="The job this failed or cancelled one was retried as; one retry each.",
     )
     records_pruned_at = models.DateTimeField(
         null=True, blank=True, help_text="When prune_exports deleted its progress and result records."

@@ -13,10 +13,6 @@ def serialize_job(job: ExportJob) -> dict:
         video = job.working_video
     except WorkingVideo.DoesNotExist:
         video = None
-    try:
-        retry_id = str(job.retry.pk)
-    except ExportJob.DoesNotExist:
-        retry_id = None
     return {
         "id": str(job.pk),
         "kind": job.kind,
@@ -36,7 +32,7 @@ def serialize_job(job: ExportJob) -> dict:
         "cancel_requested": job.cancel_requested_at is not None,
         "error": {"reason": job.error_reason, "message": job.error_for_user} if job.error_reason else None,
         "working_video": video.as_json() if video else None,
-        "retry_id": retry_id,
+        "retry_id": str(job.retried_as_id) if job.retried_as_id else None,
     }
 
 

@@ -181,8 +181,9 @@ def start_export(
 
     Raises InvalidParams (nothing created), AlreadyRunning (the active job of
     this project and kind: the database refuses a second one, so concurrent
-    starts spawn once), AlreadyRetried (`retry_of` has its retry: the database
-    refuses a second one too) or TooManyExports. Only a definite refusal is
+    starts spawn once), AlreadyRetried (`retry_of` has its retry: claiming it is a
+    conditional update in the same transaction, so of two racing retries one is
+    created and spawned) or TooManyExports. Only a definite refusal is
     spawn_failed; an executor that does not answer leaves the job pending, and
     reconciliation adopts the call id from the worker's first progress record.
     """
@@ -201,14 +202,16 @@ def start_export(
                 kind=kind,
                 params=validated.model_dump(mode="json"),
                 backend=settings.EXPORTS_BACKEND,
-                retry_of=retry_of,
             )
+            if retry_of is not None:
+                claimed = ExportJob.objects.filter(pk=retry_of.pk, retried_as__isnull=True).update(
+                    retried_as=job, updated_at=timezone.now()  # catch-ups carry the change
+                )
+                if not claimed:  # a retry racing this one got there first: nothing of this one is kept
+                    raise AlreadyRetried(ExportJob.objects.get(pk=retry_of.pk).retried_as)
             record_event(job, Event.CREATED, trigger=trigger, actor=actor)
             broadcast_job_on_commit(job.pk)
     except IntegrityError:
-        retry = ExportJob.objects.filter(retry_of=retry_of).first() if retry_of else None
-        if retry is not None:
-            raise AlreadyRetried(retry) from None
         existing = ExportJob.objects.active().filter(project=project, kind=kind).first()
         if existing is None:  # it finished in between: a real integrity problem
             raise
@@ -608,9 +611,9 @@ def retry_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None) -> ExportJ
     """Start the job again as a new job, once: a second retry raises AlreadyRetried with the first."""
     if job.status not in (ExportStatus.ERROR, ExportStatus.CANCELLED):
         raise NotRetryable("Only failed or cancelled exports can be retried.")
-    retry = ExportJob.objects.filter(retry_of=job).first()
-    if retry is not None:
-        raise AlreadyRetried(retry)
+    job.refresh_from_db(fields=["retried_as"])
+    if job.retried_as_id is not None:
+        raise AlreadyRetried(job.retried_as)
     new_job = start_export(
         owner=job.owner,
         project=job.project,
@@ -621,7 +624,6 @@ def retry_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None) -> ExportJ
         retry_of=job,
     )
     with transaction.atomic():
-        ExportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now())  # catch-ups carry the change
         record_event(job, Event.RETRIED, trigger=trigger, actor=actor, data={"new_job_id": str(new_job.pk)})
         broadcast_job_on_commit(job.pk)  # its other pages stop offering Retry
     return new_job

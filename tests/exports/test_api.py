@@ -139,7 +139,7 @@ def test_a_job_is_retried_once_and_a_second_retry_answers_409_with_the_first(exe
 
 
 def test_the_database_refuses_a_second_retry_that_got_past_the_check(executor, owner, project, clip):
-    """Two retries racing both pass retry_export's look: the unique retry_of decides, and the loser gets the winner."""
+    """Two retries racing past retry_export's look: the claim on the retried job decides; the loser gets the winner."""
     from exports import services
 
     failed = ExportJobFactory(project=project, status=ExportStatus.ERROR, error_reason=ErrorReason.FAILED)

@@ -488,11 +488,17 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
 
 
 def _show_waiting(job: ExportJob, state: CallState) -> None:
-    """Before the worker's first record, say what the executor knows: queued (with how many ahead), or starting."""
+    """
+    Before the worker's first record, say what the executor knows: queued, with how many ahead. Otherwise there
+    is nothing to write (pages say "Starting" while a job has no stage), so a pass over thousands of running
+    jobs costs no query for it; only a job leaving the queue is cleared back to that.
+    """
     if job.progress_at is not None:
         return  # the worker speaks for itself now
     if state.queued_ahead is None:
-        stage, message = "starting", "Starting"
+        if job.stage != "queued":
+            return
+        stage, message = "", ""
     elif state.queued_ahead == 0:
         stage, message = "queued", "Queued: next to start"
     else:

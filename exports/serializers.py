@@ -38,18 +38,3 @@ def serialize_job(job: ExportJob) -> dict:
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
-
-
-def _rounded(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 1)
-
-
-def serialize_working_video(video: WorkingVideo) -> dict:
-    return {
-        "id": video.pk,
-        "url": video.get_media_url(),
-        "download_url": video.get_download_url(),
-        "duration": video.duration,
-        "width": video.width,
-        "height": video.height,
-    }

@@ -205,7 +205,8 @@ def start_export(
             )
             if retry_of is not None:
                 claimed = ExportJob.objects.filter(pk=retry_of.pk, retried_as__isnull=True).update(
-                    retried_as=job, updated_at=timezone.now()  # catch-ups carry the change
+                    retried_as=job,
+                    updated_at=timezone.now(),  # catch-ups carry the change
                 )
                 if not claimed:  # a retry racing this one got there first: nothing of this one is kept
                     raise AlreadyRetried(ExportJob.objects.get(pk=retry_of.pk).retried_as)

@@ -76,6 +76,15 @@
     }
   }
 
+  function link(href, label, role) {
+    const element = document.createElement("a");
+    element.className = "bar-link";
+    element.href = href;
+    element.dataset.role = role;
+    element.textContent = label;
+    return element;
+  }
+
   function button(action, label, disabled) {
     const element = document.createElement("button");
     element.type = "button";
@@ -116,17 +125,10 @@
     const actions = bar.querySelector('[data-role="actions"]');
     actions.replaceChildren();
     if (job.status === "complete" && job.working_video) {
-      const link = document.createElement("a");
-      link.className = "bar-link";
-      link.href = job.working_video.url;
-      link.dataset.role = "video-link";
-      link.textContent = "Open video";
-      const download = document.createElement("a");
-      download.className = "bar-link";
-      download.href = job.working_video.download_url;
-      download.dataset.role = "download";
-      download.textContent = "Download";
-      actions.append(download, link);
+      actions.append(
+        link(job.working_video.download_url, "Download", "download"),
+        link(job.working_video.url, "Open video", "video-link")
+      );
     }
     if (ACTIVE.has(job.status)) {
       actions.appendChild(button("cancel", job.cancel_requested ? "Cancelling…" : "Cancel", job.cancel_requested));
@@ -172,10 +174,7 @@
     words.textContent = text;
     notice.appendChild(words);
     if (job.status === "complete" && job.working_video) {
-      const download = document.createElement("a");
-      download.href = job.working_video.download_url;
-      download.textContent = "Download";
-      notice.appendChild(download);
+      notice.appendChild(link(job.working_video.download_url, "Download", "download"));
     }
     const close = button("close-notice", "Dismiss");
     close.addEventListener("click", () => notice.remove());

@@ -134,8 +134,10 @@ def start(project, clip, kind="multi_clip"):
 
 
 def succeeded(executor, *jobs):
+    """Wait until each call returned and its supervisor recorded how it ended (it writes exit.json just after)."""
     for job in jobs:
         wait_for(lambda job=job: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="calls")
+        wait_for(lambda job=job: (executor.inner.call_dir(job.modal_call_id) / "exit.json").exists(), what="exits")
 
 
 THINGS = ["directory", "link out of the store", "link loop", "fifo", "huge sparse file"]

@@ -66,7 +66,7 @@ def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
     from tests.modal_jobs.fake_modal import FakeModal
 
     fake = FakeModal()
-    for call_id in ExportJob.objects.active().exclude(modal_call_id="").values_list("modal_call_id", flat=True):
+    for call_id in ExportJob.objects.active().exclude(call_id="").values_list("call_id", flat=True):
         fake.running(call_id)
     backend = FaultInjectingBackend(ModalBackend(requests=fake, pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY))
     backend.fault, backend.delay_seconds = "slow", latency_seconds
@@ -180,7 +180,7 @@ def make_active_jobs(owners_and_projects: list, *, kind: str = "overlay") -> lis
             params={},
             backend="modal",
             status=ExportStatus.PROCESSING,
-            modal_call_id=f"fc-bench{n:020d}",
+            call_id=f"fc-bench{n:020d}",
             started_at=now,
         )
         for n, (owner, project) in enumerate(owners_and_projects)
@@ -208,7 +208,7 @@ def insert_finished_jobs(owner, project, count: int, *, days_ago: float = 3) -> 
     long_ago = timezone.now() - timedelta(days=days_ago)
     template = ExportJob.objects.create(
         owner=owner, project=project, kind="overlay", params={}, backend="modal", status=ExportStatus.COMPLETE,
-        progress=100, finished_at=long_ago, modal_call_id="fc-finished",
+        progress=100, finished_at=long_ago, call_id="fc-finished",
     )  # fmt: skip
     ExportJob.objects.filter(pk=template.pk).update(created_at=long_ago, updated_at=long_ago)
     table = ExportJob._meta.db_table

@@ -37,7 +37,7 @@ def write_progress(jobs, stop: threading.Event) -> int:
 
     store = store_from_settings()
     reporters = {
-        job.pk: ProgressReporter(store=store, job_id=str(job.pk), call_id=job.modal_call_id, throttle_seconds=0)
+        job.pk: ProgressReporter(store=store, job_id=str(job.pk), call_id=job.call_id, throttle_seconds=0)
         for job in jobs
     }
     next_write = {job_id: time.monotonic() + random.random() for job_id in reporters}

@@ -135,13 +135,13 @@ class ExportJobAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "kind", "backend", "error_reason", SuspectFilter]
     list_select_related = ["owner", "project"]
-    search_fields = ["id", "modal_call_id", "owner__username", "project__name"]
+    search_fields = ["id", "call_id", "owner__username", "project__name"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     inlines = [ExportJobEventInline]
     actions = ["reconcile_now", "cancel_on_executor", "retry", "mark_as_error"]
     fieldsets = [
-        (None, {"fields": ["id", "owner", "project", "kind", "backend", "modal_call_id", "status", "progress"]}),
+        (None, {"fields": ["id", "owner", "project", "kind", "backend", "call_id", "status", "progress"]}),
         (
             "Worker",
             {
@@ -197,10 +197,10 @@ class ExportJobAdmin(admin.ModelAdmin):
             job.progress,
         )
 
-    @admin.display(description="call", ordering="modal_call_id")
+    @admin.display(description="call", ordering="call_id")
     def short_call_id(self, job):
         # "local-" or "fc-" and enough after it to tell calls apart; the whole id (and the search) stays exact.
-        call_id = job.modal_call_id
+        call_id = job.call_id
         if not call_id:
             return "-"
         shown = call_id if len(call_id) <= 15 else f"{call_id[:14]}…"
@@ -245,10 +245,10 @@ class ExportJobAdmin(admin.ModelAdmin):
         return self._executor_state(job, can_reconcile=False)
 
     def _executor_state(self, job, *, can_reconcile: bool):
-        if not job.modal_call_id:
+        if not job.call_id:
             return "no call id yet"
         try:
-            state = get_executor().poll(job.modal_call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
+            state = get_executor().poll(job.call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
         except ExecutorUnavailable as error:
             return format_html('<span class="errornote">Unavailable: {}</span>', error)
         said = format_html("<strong>{}</strong> {}", state.status, state.message)
@@ -272,7 +272,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="call's logs")
     def call_logs(self, job):
-        if not job.modal_call_id:
+        if not job.call_id:
             return "no call id yet"
         # A link, not the logs: fetching them takes up to a deadline, which this page should not wait for.
         url = reverse("admin:exports_exportjob_logs", args=[job.pk])
@@ -315,14 +315,14 @@ class ExportJobAdmin(admin.ModelAdmin):
         job = get_object_or_404(ExportJob, pk=job_id)
         logs, problem = "", ""
         try:
-            logs = get_executor().logs(job.modal_call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
+            logs = get_executor().logs(job.call_id, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
         except ExecutorUnavailable as error:
             problem = str(error)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "job": job,
-            "title": f"Logs of {job.modal_call_id or 'no call'}",
+            "title": f"Logs of {job.call_id or 'no call'}",
             "logs": logs,
             "problem": problem,
         }

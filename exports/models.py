@@ -122,8 +122,11 @@ class ExportJob(models.Model):
     kind = models.CharField(max_length=20, choices=ExportKind)
     params = models.JSONField(default=dict, help_text="Validated export parameters.")
     backend = models.CharField(max_length=10, choices=ExecutorBackend)
-    modal_call_id = models.CharField(
-        max_length=255, blank=True, default="", help_text="The executor's call id (fc-... on Modal)."
+    call_id = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="The executor's call id, in the backend's own format (fc-... on Modal, local-... locally).",
     )
     status = models.CharField(max_length=12, choices=ExportStatus, default=ExportStatus.PENDING)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent, 0-100; never goes backwards.")

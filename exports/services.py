@@ -240,10 +240,10 @@ def record_call_id(job: ExportJob, call_id: str, *, trigger, event, budget: Budg
         trigger=trigger,
         event=event,
         message=call_id,
-        modal_call_id=call_id,
+        call_id=call_id,
         started_at=timezone.now(),
     )
-    job.refresh_from_db(fields=["modal_call_id", "status", "cancel_requested_at"])
+    job.refresh_from_db(fields=["call_id", "status", "cancel_requested_at"])
     if recorded and job.cancel_requested_at:
         _send_cancel(job, budget=budget)
     return recorded
@@ -336,9 +336,9 @@ def reconcile_each(jobs, *, trigger, budget: Budget | None = None, dry_run: bool
         with _failing_alone(check):
             _begin_check(check, trigger=trigger, budget=budget)
     polled = [check for check in checks if check.poll]
-    states = get_executor().poll_many([check.job.modal_call_id for check in polled], budget=budget)
+    states = get_executor().poll_many([check.job.call_id for check in polled], budget=budget)
     for check in polled:
-        check.state = states[check.job.modal_call_id]
+        check.state = states[check.job.call_id]
     for check in checks:
         with _failing_alone(check):
             check.outcome = _conclude_check(check, trigger=trigger, budget=budget)
@@ -382,7 +382,7 @@ def _begin_check(check: _Check, *, trigger, budget) -> None:
     progressed = Outcome.PROGRESSED if check.progressed else Outcome.UNCHANGED
     if "executor_checked_at" not in claimed:
         check.outcome = progressed
-    elif job.modal_call_id:
+    elif job.call_id:
         check.poll = True
     elif not is_stale(job, now=check.now):
         check.outcome = progressed
@@ -401,7 +401,7 @@ def _conclude_check(check: _Check, *, trigger, budget) -> Outcome:
     else:
         state = check.state
         if isinstance(state, ExecutorUnavailable):
-            logger.info("Executor unavailable for job %s (%s): %s", job.pk, job.modal_call_id, state)
+            logger.info("Executor unavailable for job %s (%s): %s", job.pk, job.call_id, state)
             return Outcome.UNAVAILABLE
         stored = None
         if state.status in (CallStatus.EXPIRED, CallStatus.UNKNOWN):
@@ -457,7 +457,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     if dry_run:
         return record.worker_time != job.progress_at
     adopted = False
-    if not job.modal_call_id and record.call_id:
+    if not job.call_id and record.call_id:
         adopted = record_call_id(job, record.call_id, trigger=trigger, event=Event.CALL_ID_ADOPTED, budget=budget)
     if record.worker_time == job.progress_at:
         return adopted
@@ -520,7 +520,7 @@ def _show_waiting(job: ExportJob, state: CallState) -> None:
 
 def _send_cancel(job: ExportJob, *, budget) -> None:
     try:
-        get_executor().cancel(job.modal_call_id, budget=budget)
+        get_executor().cancel(job.call_id, budget=budget)
     except ExecutorUnavailable as error:
         logger.info("Cancel of job %s not delivered yet: %s", job.pk, error)
 
@@ -609,7 +609,7 @@ def cancel_export(job: ExportJob, *, trigger=Trigger.VIEW, actor=None, budget: B
             record_event(job, Event.CANCEL_REQUESTED, trigger=trigger, actor=actor)
             broadcast_job_on_commit(job.pk, while_active=True)
     job.refresh_from_db()
-    if job.is_active and job.modal_call_id:
+    if job.is_active and job.call_id:
         _send_cancel(job, budget=budget)
     return job
 
@@ -699,6 +699,6 @@ def mark_as_error(job: ExportJob, *, actor, message: str = "", budget: Budget | 
     """An admin ends a job as an error; its call is cancelled too, so nothing keeps running for nobody."""
     reason = message or f"Marked as error by {actor.get_username()}."
     changed = fail(job, ErrorReason.ADMIN, reason, trigger=Trigger.ADMIN, actor=actor)
-    if changed and job.modal_call_id:
+    if changed and job.call_id:
         _send_cancel(job, budget=budget)
     return changed

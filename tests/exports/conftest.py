@@ -11,7 +11,7 @@ def finished_call(executor, project, clip, eager_checks):
 
     params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
     return job
 
 

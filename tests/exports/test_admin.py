@@ -56,7 +56,7 @@ def test_the_detail_page_shows_params_the_progress_record_the_executor_and_the_t
     client, _ = staff_client
     params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
     html = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
     assert "&quot;clip_id&quot;: " + str(clip.pk) in html  # pretty params
     assert "&quot;percent&quot;: 100" in html  # the worker's record
@@ -66,7 +66,7 @@ def test_the_detail_page_shows_params_the_progress_record_the_executor_and_the_t
 
 def test_the_detail_page_shows_an_unavailable_executor_instead_of_failing(executor, staff_client, project):
     client, _ = staff_client
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "c" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "c" * 32)
     executor.fault = "down"
     response = client.get(reverse("admin:exports_exportjob_change", args=[job.pk]))
     assert response.status_code == 200
@@ -83,7 +83,7 @@ def test_actions_land_on_the_timeline_with_the_admin(executor, staff_client, pro
     act(client, "mark_as_error", [job])
     job.refresh_from_db()
     assert (job.status, job.error_reason) == (ExportStatus.ERROR, ErrorReason.ADMIN)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.TERMINATED, what="the cancel")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.TERMINATED, what="the cancel")
     act(client, "retry", [job])
     retried = ExportJob.objects.exclude(pk=job.pk).get(project=project)
     act(client, "cancel_on_executor", [retried])
@@ -135,7 +135,7 @@ def test_the_logs_page_shows_what_a_local_call_printed(executor, staff_client, p
     client, _ = staff_client
     params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="the call")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
 
     change_page = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
     logs_url = reverse("admin:exports_exportjob_logs", args=[job.pk])
@@ -143,7 +143,7 @@ def test_the_logs_page_shows_what_a_local_call_printed(executor, staff_client, p
 
     assert f'href="{logs_url}"' in change_page
     assert executor.calls["logs"] == 1  # fetched by the logs page only, not by the change page
-    assert f"Export {job.pk} (multi_clip) started: call {job.modal_call_id}" in page
+    assert f"Export {job.pk} (multi_clip) started: call {job.call_id}" in page
     assert f"Export {job.pk} succeeded" in page
 
 
@@ -153,7 +153,7 @@ def test_the_logs_page_says_not_available_when_the_log_cannot_be_read(
 ):
     client, _ = staff_client
     call_id = "local-" + "b" * 32
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id=call_id)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id=call_id)
     call_dir = executor.inner.call_dir(call_id)
     call_dir.mkdir(parents=True)
     secret = tmp_path / "secret.txt"
@@ -172,7 +172,7 @@ def test_the_logs_page_says_not_available_when_the_log_cannot_be_read(
 
 def test_the_logs_page_says_not_available_when_the_executor_does_not_answer(executor, staff_client, project):
     client, _ = staff_client
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "c" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "c" * 32)
     executor.fault = "hang"
     get_executor().failure_threshold = 1
 
@@ -210,7 +210,7 @@ def failed_call(executor, project, clip, eager_checks):
     clip.media.storage.delete(clip.media.name)
     params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.FAILED, what="the failure")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.FAILED, what="the failure")
     return job
 
 
@@ -240,7 +240,7 @@ def test_reconcile_now_is_not_offered_while_the_call_runs_or_the_executor_does_n
     client, _ = staff_client
     params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.RUNNING, what="the call")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.RUNNING, what="the call")
 
     page = client.get(change_url(job)).content.decode()
     assert "<strong>running</strong>" in page and RECONCILE_BUTTON not in page
@@ -250,8 +250,8 @@ def test_reconcile_now_is_not_offered_while_the_call_runs_or_the_executor_does_n
     assert "Unavailable: " in page and RECONCILE_BUTTON not in page
 
     executor.fault = None
-    executor.inner.cancel(job.modal_call_id)  # the platform killed it; nobody has looked since
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.TERMINATED, what="the end")
+    executor.inner.cancel(job.call_id)  # the platform killed it; nobody has looked since
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.TERMINATED, what="the end")
     page = client.get(change_url(job)).content.decode()
     assert re.search(r"<strong>terminated</strong>.*— the job is still Processing at \d+ %\. " + RECONCILE_BUTTON, page)
 
@@ -350,7 +350,7 @@ def test_a_progress_milestone_says_the_percent_its_data_holds(staff_client, proj
 def test_the_changelist_shows_short_ids_with_the_full_ones_in_titles(staff_client, project):
     client, _ = staff_client
     call_id = "local-" + "d" * 32
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id=call_id)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id=call_id)
     changelist = reverse("admin:exports_exportjob_changelist")
 
     page = client.get(changelist).content.decode()

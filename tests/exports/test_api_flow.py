@@ -55,7 +55,7 @@ def finished_unwatched(owner_client, project, clip, executor, *, delete_input=Fa
         clip.media.storage.delete(clip.media.name)
     body = {"kind": "multi_clip", "params": {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1.0}]}}
     job = post_json(owner_client, reverse("exports:api_start", args=[project.pk]), body).json()["job"]
-    call_id = ExportJob.objects.get(pk=job["id"]).modal_call_id
+    call_id = ExportJob.objects.get(pk=job["id"]).call_id
     calls = get_executor().backend.inner
     wait_for(lambda: calls.poll(call_id).status is not CallStatus.RUNNING, what="the call to end")
     time.sleep(2.5)  # nobody looks for a while

@@ -22,7 +22,7 @@ def start(project, clip):
 
 def snapshot(job):
     """What an outage must not change (progress may still move: it comes from the store, not the executor)."""
-    return ExportJob.objects.filter(pk=job.pk).values("status", "error_reason", "modal_call_id", "finished_at").get()
+    return ExportJob.objects.filter(pk=job.pk).values("status", "error_reason", "call_id", "finished_at").get()
 
 
 @pytest.mark.parametrize("fault", ["down", "hang"])
@@ -30,7 +30,7 @@ def test_an_outage_changes_nothing_and_requests_stay_fast_then_jobs_resolve(
     fault, executor, owner_client, project, clip, eager_checks
 ):
     job = start(project, clip)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).is_final, what="the call to finish")
+    wait_for(lambda: executor.inner.poll(job.call_id).is_final, what="the call to finish")
     executor.fault = fault
     before = snapshot(job)
     url = reverse("exports:api_detail", args=[job.pk])

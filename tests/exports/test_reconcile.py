@@ -39,7 +39,7 @@ def reconcile_until_finished(job, timeout=90):
 
 
 def executor_says(job, status):
-    return wait_for(lambda: get_executor().backend.inner.poll(job.modal_call_id).status is status, what=str(status))
+    return wait_for(lambda: get_executor().backend.inner.poll(job.call_id).status is status, what=str(status))
 
 
 def test_a_finished_call_is_finalized_once_with_a_working_video(executor, project, clip, eager_checks):
@@ -64,7 +64,7 @@ def test_the_completion_on_the_timeline_says_which_encoder_rendered(executor, pr
 
 
 def test_progress_comes_from_the_worker_record_and_never_goes_backwards(executor, project, clip, eager_checks):
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "a" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "a" * 32)
     store = store_from_settings()
     now = timezone.now()
 
@@ -73,7 +73,7 @@ def test_progress_comes_from_the_worker_record_and_never_goes_backwards(executor
             "percent": percent,
             "stage": "rendering",
             "message": f"{percent}%",
-            "call_id": job.modal_call_id,
+            "call_id": job.call_id,
             "sequence": seconds,
             "worker_time": (now + timedelta(seconds=seconds)).isoformat(),
         }
@@ -105,7 +105,7 @@ def test_a_running_call_is_never_condemned_however_old_its_heartbeat(executor, p
 
 
 def test_an_unknown_call_without_result_is_lost_only_after_the_stale_window(executor, project, eager_checks):
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "b" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "b" * 32)
     ExportJob.objects.filter(pk=job.pk).update(heartbeat_seen_at=timezone.now() - timedelta(minutes=30))
     assert reconcile(job) is Outcome.UNCHANGED
     ExportJob.objects.filter(pk=job.pk).update(heartbeat_seen_at=timezone.now() - timedelta(minutes=61))
@@ -146,13 +146,13 @@ def test_a_pending_job_adopts_the_call_id_its_worker_wrote_and_is_never_spawned_
     executor.fault = "lose_spawn_reply"
     job = start(project, clip)
     executor.fault = None
-    assert (job.status, job.modal_call_id) == (ExportStatus.PENDING, "")
+    assert (job.status, job.call_id) == (ExportStatus.PENDING, "")
     assert job.events.filter(kind="spawn_unconfirmed").exists()
 
     job = reconcile_until_finished(job)
 
     assert job.status == ExportStatus.COMPLETE
-    assert job.modal_call_id.startswith("local-")
+    assert job.call_id.startswith("local-")
     assert job.events.filter(kind="call_id_adopted").count() == 1
     assert executor.calls["spawn"] == 1
 
@@ -173,7 +173,7 @@ def test_cancel_reaches_the_executor_and_is_confirmed(executor, project, long_cl
     job = reconcile_until_finished(job, timeout=30)
     assert job.status == ExportStatus.CANCELLED
     assert not WorkingVideo.objects.filter(export_job=job).exists()
-    call_dir = executor.inner.call_dir(job.modal_call_id)
+    call_dir = executor.inner.call_dir(job.call_id)
     worker_group = json.loads((call_dir / "started.json").read_text())["worker_pgid"]
     wait_for(lambda: not group_members(worker_group), timeout=10, what="the worker to be gone")
 
@@ -191,7 +191,7 @@ def test_a_completion_that_beats_the_cancel_wins_and_says_so(executor, project, 
 def test_a_call_terminated_without_a_cancel_request_is_failed_not_cancelled(executor, project, long_clip, eager_checks):
     job = start(project, long_clip, end=10)
     executor_says(job, CallStatus.RUNNING)
-    executor.inner.cancel(job.modal_call_id)  # the platform killed it; nobody asked
+    executor.inner.cancel(job.call_id)  # the platform killed it; nobody asked
     job = reconcile_until_finished(job, timeout=30)
     assert (job.status, job.error_reason, job.error_message) == (
         ExportStatus.ERROR,

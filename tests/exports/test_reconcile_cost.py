@@ -21,7 +21,7 @@ def processing_job(project=None, **fields):
     """A processing job whose call the executor does not know (it answers UNKNOWN, which is an answer)."""
     options = {"project": project} if project else {}
     return ExportJobFactory(
-        status=ExportStatus.PROCESSING, modal_call_id=f"local-{uuid.uuid4().hex}", started_at=timezone.now(),
+        status=ExportStatus.PROCESSING, call_id=f"local-{uuid.uuid4().hex}", started_at=timezone.now(),
         **options, **fields,
     )  # fmt: skip
 
@@ -78,16 +78,16 @@ def test_a_page_asks_the_executor_about_all_its_due_jobs_at_once(executor, owner
 def test_polls_that_miss_the_deadline_are_unavailable_and_count_towards_the_breaker(executor):
     jobs = [processing_job() for _ in range(3)]
     executor.fault = "hang"
-    answers = get_executor().poll_many([job.modal_call_id for job in jobs[:2]], budget=Budget(0.3))
-    assert all("did not answer poll" in str(answers[job.modal_call_id]) for job in jobs[:2])
+    answers = get_executor().poll_many([job.call_id for job in jobs[:2]], budget=Budget(0.3))
+    assert all("did not answer poll" in str(answers[job.call_id]) for job in jobs[:2])
     assert not get_executor().breaker_open  # two failures; it opens at three
-    get_executor().poll_many([jobs[2].modal_call_id], budget=Budget(0.3))
+    get_executor().poll_many([jobs[2].call_id], budget=Budget(0.3))
     assert get_executor().breaker_open
     executor.release()
 
 
 def test_polls_with_no_budget_left_ask_nothing(executor):
     job = processing_job()
-    answers = get_executor().poll_many([job.modal_call_id], budget=Budget(0))
-    assert "No time left" in str(answers[job.modal_call_id])
+    answers = get_executor().poll_many([job.call_id], budget=Budget(0))
+    assert "No time left" in str(answers[job.call_id])
     assert executor.calls["poll"] == 0

@@ -43,7 +43,7 @@ def unknown_call_id():
 
 def test_it_finalizes_what_finished_and_summarizes_by_outcome(finished_call):
     finished = finished_call
-    lost = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
+    lost = ExportJobFactory(status=ExportStatus.PROCESSING, call_id=unknown_call_id())
     ExportJob.objects.filter(pk=lost.pk).update(heartbeat_seen_at=timezone.now() - timedelta(hours=2))
 
     summary = json.loads(run("--json"))
@@ -68,8 +68,8 @@ def test_a_dry_run_reports_but_changes_no_row_event_or_broadcast(finished_call, 
 
 
 def test_filters_select_jobs_by_user_id_and_age(executor, eager_checks):
-    mine = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
-    theirs = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=unknown_call_id())
+    mine = ExportJobFactory(status=ExportStatus.PROCESSING, call_id=unknown_call_id())
+    theirs = ExportJobFactory(status=ExportStatus.PROCESSING, call_id=unknown_call_id())
     assert json.loads(run("--json", "--user", mine.owner.username))["checked"] == 1
     assert json.loads(run("--json", "--job", str(theirs.pk)))["checked"] == 1
     assert json.loads(run("--json", "--older-than", "5"))["checked"] == 0
@@ -93,7 +93,7 @@ def test_the_cost_per_job_is_bounded_and_counted_in_every_thread(executor, eager
             kind=kinds[number % 3],
             backend="local",
             status=ExportStatus.PROCESSING,
-            modal_call_id=unknown_call_id(),
+            call_id=unknown_call_id(),
             heartbeat_seen_at=timezone.now(),
         )
         for number in range(1000)

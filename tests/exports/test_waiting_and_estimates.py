@@ -55,7 +55,7 @@ def write_progress(job, *, remaining_seconds, seconds_ago: float, percent=40):
         "percent": percent,
         "stage": "rendering",
         "message": "Rendering",
-        "call_id": job.modal_call_id,
+        "call_id": job.call_id,
         "sequence": 7,
         "worker_time": (timezone.now() - timedelta(seconds=seconds_ago)).isoformat(),
         "remaining_seconds": remaining_seconds,
@@ -66,7 +66,7 @@ def write_progress(job, *, remaining_seconds, seconds_ago: float, percent=40):
 def test_every_look_shows_the_workers_estimate_counted_down_to_that_moment(
     executor, owner_client, outsider_client, project, eager_checks
 ):
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "c" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "c" * 32)
     write_progress(job, remaining_seconds=300, seconds_ago=20)
 
     first_page = shown(owner_client, job)["remaining_seconds"]
@@ -78,6 +78,6 @@ def test_every_look_shows_the_workers_estimate_counted_down_to_that_moment(
 
 @pytest.mark.parametrize("reported", [None, -5, "soon", float("inf"), True])
 def test_no_estimate_or_a_nonsensical_one_shows_no_time_left(executor, owner_client, project, eager_checks, reported):
-    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, modal_call_id="local-" + "d" * 32)
+    job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "d" * 32)
     write_progress(job, remaining_seconds=reported, seconds_ago=1)
     assert shown(owner_client, job)["remaining_seconds"] is None

@@ -41,7 +41,7 @@ def job(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.EXPORTS_PROGRESS_INTERVAL_SECONDS = 0
     settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 3600  # only the progress read matters here
-    job = ExportJobFactory(status=ExportStatus.PROCESSING, modal_call_id=CALL_ID, progress=20)
+    job = ExportJobFactory(status=ExportStatus.PROCESSING, call_id=CALL_ID, progress=20)
     ExportJob.objects.filter(pk=job.pk).update(executor_checked_at=datetime.now(UTC))
     return job
 
@@ -89,7 +89,7 @@ def test_hostile_text_is_truncated_and_a_forged_call_id_is_not_adopted(job):
     store_from_settings().write_bytes(job_key(str(pending.pk), "progress.json"), json.dumps(record).encode())
     after = look(pending)
     assert (len(after.stage), len(after.message)) == (64, 500)
-    assert (after.status, after.modal_call_id) == (ExportStatus.PENDING, "")
+    assert (after.status, after.call_id) == (ExportStatus.PENDING, "")
 
 
 # Things in a record's place that are no records: the job is decided from the executor as if it were absent
@@ -136,8 +136,8 @@ def start(project, clip, kind="multi_clip"):
 def succeeded(executor, *jobs):
     """Wait until each call returned and its supervisor recorded how it ended (it writes exit.json just after)."""
     for job in jobs:
-        wait_for(lambda job=job: executor.inner.poll(job.modal_call_id).status is CallStatus.SUCCEEDED, what="calls")
-        wait_for(lambda job=job: (executor.inner.call_dir(job.modal_call_id) / "exit.json").exists(), what="exits")
+        wait_for(lambda job=job: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="calls")
+        wait_for(lambda job=job: (executor.inner.call_dir(job.call_id) / "exit.json").exists(), what="exits")
 
 
 THINGS = ["directory", "link out of the store", "link loop", "fifo", "huge sparse file"]
@@ -181,7 +181,7 @@ def test_a_broken_state_file_of_one_call_ends_that_job_alone(
     """Before: a truncated return.json or exit.json answered 500 and stopped the user's other jobs as well."""
     broken, healthy = start(project, clip, "multi_clip"), start(project, clip, "overlay")
     succeeded(executor, broken, healthy)
-    put_in_place(executor.inner.call_dir(broken.modal_call_id) / name, thing, tmp_path)
+    put_in_place(executor.inner.call_dir(broken.call_id) / name, thing, tmp_path)
 
     for _ in range(2):  # the first look may only read progress; the second asks the executor
         response = within(20, lambda: owner_client.get("/api/exports/active/"))

@@ -33,7 +33,7 @@ def test_an_upload_that_fails_ends_the_job_as_failed_with_the_reason(executor, p
 def test_a_success_whose_output_is_missing_is_not_finalized(executor, project, clip, eager_checks):
     params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).is_final, what="the call to end")
+    wait_for(lambda: executor.inner.poll(job.call_id).is_final, what="the call to end")
     store_from_settings().delete(job_key(str(job.pk), "output.mp4"))  # lost from the bucket
 
     services.reconcile_job(job, trigger="view")

@@ -30,9 +30,9 @@ def test_a_killed_worker_fails_the_job_with_how_it_died_and_retry_works(
 ):
     params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
     job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    started = executor.inner.call_dir(job.modal_call_id) / "started.json"
+    started = executor.inner.call_dir(job.call_id) / "started.json"
     wait_for(started.exists, what="the worker to start")
-    wait_for(lambda: executor.inner.poll(job.modal_call_id).status is CallStatus.RUNNING, what="running")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.RUNNING, what="running")
 
     os.kill(json.loads(started.read_text())["worker_pid"], signal.SIGKILL)
     job = reconcile_until_finished(job)

@@ -18,11 +18,7 @@ from .serializers import serialize_job
 
 def get_job_for_user(user, job_id) -> ExportJob:
     """Return the user's job or raise Http404: other users' jobs do not exist for them."""
-    return get_object_or_404(
-        ExportJob.objects.owned_by(user).for_serializing(),
-        pk=job_id,
-        project__deleted_at__isnull=True,
-    )
+    return get_object_or_404(ExportJob.objects.owned_by(user).for_serializing(), pk=job_id)
 
 
 def job_response(job: ExportJob, status: int = 200) -> JsonResponse:

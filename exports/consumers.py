@@ -65,7 +65,7 @@ def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
         seen = {job.pk for job in shown}
         changed = (
             ExportJob.objects.owned_by(user)
-            .filter(project__deleted_at__isnull=True, updated_at__gt=cursor)
+            .filter(updated_at__gt=cursor)
             .for_serializing()
             .order_by("-updated_at")[:TRAY_SIZE]
         )
@@ -88,7 +88,7 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
     try:
         if not get_user.func(scope).is_authenticated:
             return None
-        jobs = ExportJob.objects.owned_by(user).filter(pk__in=job_ids)
+        jobs = ExportJob.objects.started_by(user).filter(pk__in=job_ids)
         return [job.pk for job in services.reconcile_jobs(jobs, trigger=Trigger.CONSUMER)]
     finally:
         close_old_connections()

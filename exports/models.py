@@ -77,6 +77,11 @@ class ExportJobQuerySet(models.QuerySet):
         return self.filter(status__in=TERMINAL_STATUSES)
 
     def owned_by(self, user):
+        """The user's jobs as they see them: a deleted project's jobs are gone with it."""
+        return self.started_by(user).filter(project__deleted_at__isnull=True)
+
+    def started_by(self, user):
+        """All the user's jobs, a deleted project's included: they still run, count and get reconciled."""
         return self.filter(owner=user)
 
     def for_serializing(self):
@@ -97,13 +102,7 @@ class ExportJobQuerySet(models.QuerySet):
         with what serializing them reads. The one query behind pages, the API's list and the socket.
         """
         active_first = models.Case(models.When(status__in=ACTIVE_STATUSES, then=0), default=1)
-        shown = (
-            self.owned_by(user)
-            .filter(project__deleted_at__isnull=True)
-            .in_tray(now=now)
-            .for_serializing()
-            .order_by(active_first, "-created_at")[:TRAY_SIZE]
-        )
+        shown = self.owned_by(user).in_tray(now=now).for_serializing().order_by(active_first, "-created_at")[:TRAY_SIZE]
         return sorted(shown, key=lambda job: job.created_at)
 
 

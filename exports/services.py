@@ -191,7 +191,7 @@ def start_export(
     try:
         with transaction.atomic():
             get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()  # serialize the cap check
-            if ExportJob.objects.owned_by(owner).active().count() >= settings.EXPORTS_MAX_ACTIVE_PER_USER:
+            if ExportJob.objects.started_by(owner).active().count() >= settings.EXPORTS_MAX_ACTIVE_PER_USER:
                 raise TooManyExports(
                     f"You already have {settings.EXPORTS_MAX_ACTIVE_PER_USER} exports running; "
                     "wait for one to finish or cancel one."
@@ -692,7 +692,7 @@ def purge_deleted_projects() -> int:
 
 def reconcile_owner_jobs(owner, *, trigger=Trigger.VIEW) -> None:
     """The lazy check behind pages and the API: all the user's active jobs."""
-    reconcile_jobs(ExportJob.objects.owned_by(owner), trigger=trigger)
+    reconcile_jobs(ExportJob.objects.started_by(owner), trigger=trigger)
 
 
 def mark_as_error(job: ExportJob, *, actor, message: str = "", budget: Budget | None = None) -> bool:

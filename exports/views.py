@@ -13,12 +13,7 @@ HISTORY_PAGE_SIZE = 25
 @login_required
 @require_GET
 def history(request):
-    jobs = (
-        ExportJob.objects.owned_by(request.user)
-        .filter(project__deleted_at__isnull=True)
-        .for_serializing()
-        .order_by("-created_at")
-    )
+    jobs = ExportJob.objects.owned_by(request.user).for_serializing().order_by("-created_at")
     page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "exports/history.html", {"page_obj": page})
 

@@ -186,6 +186,8 @@ def test_deleting_a_project_hides_it_cancels_its_exports_and_purges_once_they_st
     assert response.json() == {"deleted": True, "purged": False}
     assert owner_client.get(reverse("projects:detail", args=[project.pk])).status_code == 404
     assert ExportJob.objects.get(pk=job["id"]).cancel_requested_at is not None
+    assert owner_client.get(f"/api/exports/{job['id']}/").status_code == 404
+    assert owner_client.get("/api/exports/active/").json()["jobs"] == []
 
     wait_for(
         lambda: (

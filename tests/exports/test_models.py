@@ -107,3 +107,15 @@ def test_concurrent_inserts_leave_exactly_one_active_job():
         thread.join()
     assert sorted(outcomes) == ["created"] + ["refused"] * 19
     assert ExportJob.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_deleted_projects_jobs_are_hidden_from_their_owner_but_still_counted_as_started():
+    shown = ExportJobFactory()
+    hidden = ExportJobFactory(project=ProjectFactory(owner=shown.owner))
+    hidden.project.deleted_at = hidden.created_at
+    hidden.project.save()
+
+    assert list(ExportJob.objects.owned_by(shown.owner)) == [shown]
+    assert set(ExportJob.objects.started_by(shown.owner)) == {shown, hidden}
+    assert [job.pk for job in ExportJob.objects.tray_of(shown.owner)] == [shown.pk]

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.servers import free_port, wait_until_listening
+from testing_support.loopback import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATA = ROOT / "var" / "bench"
@@ -62,8 +62,8 @@ def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
 
     from exports.models import ExportJob
     from modal_jobs.modal_backend import ModalBackend
-    from tests.faults import FaultInjectingBackend
-    from tests.modal_jobs.fake_modal import FakeModal
+    from testing_support.fake_modal import FakeModal
+    from testing_support.faults import FaultInjectingBackend
 
     fake = FakeModal()
     for call_id in ExportJob.objects.active().exclude(call_id="").values_list("call_id", flat=True):

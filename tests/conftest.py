@@ -9,9 +9,9 @@ from exports.executor import use_backend
 from modal_jobs.backends import get_backend
 from modal_jobs.media import generate_test_clip
 from projects import services as project_services
+from testing_support.faults import FaultInjectingBackend
 
 from .factories import PASSWORD, ProjectFactory, UserFactory
-from .faults import FaultInjectingBackend
 from .processes import kill_all_workers
 
 

@@ -5,36 +5,16 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from testing_support.loopback import free_port, wait_until_listening
+
 ROOT = Path(__file__).resolve().parent.parent
 ASGI_APPLICATION = "exports_project.asgi:application"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_listening(process: subprocess.Popen, port: int, *, timeout: float, what: str) -> None:
-    """Wait until `process` accepts connections on loopback `port`; fail at once if it exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{what} did not start listening on port {port} within {timeout:g} s")
 
 
 class AppServer:

@@ -14,8 +14,8 @@ from grpclib import Status
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
 from modal_jobs.modal_backend import FUNCTION_NAMES, ModalBackend, ModalClient
 from modal_jobs.schema import KINDS
+from testing_support.fake_modal import FakeModal
 
-from .fake_modal import FakeModal
 from .modal_server import ModalServer
 
 APP_NAME = "exports"

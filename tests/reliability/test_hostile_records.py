@@ -15,9 +15,9 @@ from exports.models import ExportJob, ExportStatus, Trigger
 from modal_jobs.backends import store_from_settings
 from modal_jobs.executors import CallStatus
 from modal_jobs.store import job_key
+from testing_support.faults import FailingReads
 
 from ..factories import ExportJobFactory
-from ..faults import FailingReads
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db

@@ -15,8 +15,10 @@ import urllib.error
 
 import pytest
 
+from testing_support.loopback import free_port
+
 from ..processes import wait_for
-from ..servers import AppServer, Browser, free_port
+from ..servers import AppServer, Browser
 
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 

@@ -14,8 +14,10 @@ import urllib.request
 import pytest
 from websockets.sync.client import connect
 
+from testing_support.loopback import free_port
+
 from ..processes import wait_for
-from ..servers import AppServer, Browser, free_port
+from ..servers import AppServer, Browser
 
 REDIS_SERVER = shutil.which("redis-server")
 

@@ -19,8 +19,8 @@ from bench.common import (
     make_users,
     percentile,
     retire,
-    session_cookie,
 )
+from testing_support.loopback import session_cookie
 
 ACTIVE_JOBS = 20
 FINISHED_JOBS = 10_000

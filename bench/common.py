@@ -1,7 +1,7 @@
 """
 What every benchmark shares: a throwaway data folder, Django set up on it, an
-instrumented daphne on loopback, sessions for WebSocket and HTTP clients, and
-percentiles.
+instrumented daphne on loopback, and percentiles. Sessions for the WebSocket and
+HTTP clients, and the store's read counter, come from testing_support, as in the tests.
 
 The executor the benchmarks talk to is the production one, ModalBackend, over
 a fake of its four Modal requests (checked against the stand-in of Modal that the
@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -73,23 +72,6 @@ def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
     return backend
 
 
-class CountingStore:
-    """The real store, counting reads (the figure the read-amplification benchmark reports)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.reads = 0
-        self._lock = threading.Lock()
-
-    def read_bytes(self, key, **options):
-        with self._lock:
-            self.reads += 1
-        return self.inner.read_bytes(key, **options)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
 class BenchServer:
     """One daphne process (bench/serve.py) on loopback, sharing this process's data folder."""
 
@@ -139,15 +121,6 @@ class BenchServer:
 
     def resident_kib(self) -> int:
         return memory_kib("VmRSS", self.process.pid)
-
-
-def session_cookie(user) -> str:
-    """A signed-in session for `user`, as the browser would hold it after the login form."""
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 def percentile(values: list[float], fraction: float) -> float:

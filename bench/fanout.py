@@ -12,8 +12,9 @@ import http.client
 import secrets
 import time
 
-from bench.common import BenchServer, make_projects, make_users, percentile, session_cookie
+from bench.common import BenchServer, make_projects, make_users, percentile
 from bench.sockets import close_all, listen, open_socket
+from testing_support.loopback import session_cookie
 
 SOCKETS = 500
 CHANGES = 20

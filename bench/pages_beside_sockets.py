@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 
 from bench.api_latency import time_requests
-from bench.common import BenchServer, make_active_jobs, make_projects, make_users, percentile, retire, session_cookie
+from bench.common import BenchServer, make_active_jobs, make_projects, make_users, percentile, retire
 from bench.sockets import close_all, listen, open_socket
+from testing_support.loopback import session_cookie
 
 SOCKETS = 200
 RUNNING_EXPORTS = 5

@@ -23,9 +23,9 @@ from bench.common import (
     make_users,
     percentile,
     retire,
-    session_cookie,
 )
 from bench.sockets import close_all, epoch, listen, open_socket
+from testing_support.loopback import session_cookie
 
 WRITE_INTERVAL_SECONDS = 1.0
 

@@ -15,9 +15,10 @@ import threading
 import time
 import urllib.request
 
-from bench.common import BenchServer, make_active_jobs, make_projects, make_users, retire, session_cookie
+from bench.common import BenchServer, make_active_jobs, make_projects, make_users, retire
 from bench.progress_latency import write_progress
 from bench.sockets import close_all, listen, open_socket
+from testing_support.loopback import session_cookie
 
 WATCHERS = (1, 10, 50)
 WINDOW_SECONDS = 15.0

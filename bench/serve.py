@@ -19,10 +19,11 @@ def main(port: str) -> None:
     django.setup()
     from daphne.cli import CommandLineInterface
 
-    from bench.common import CountingStore, instrumented_executor
+    from bench.common import instrumented_executor
     from exports import records
     from exports.executor import use_backend
     from modal_jobs.backends import store_from_settings
+    from testing_support.faults import CountingStore
 
     backend = instrumented_executor(float(os.environ.get("BENCH_EXECUTOR_LATENCY", "0.05")))
     use_backend(backend)

@@ -1,6 +1,8 @@
 """
-A thin fault-injecting wrapper around the real LocalBackend: the executor down,
-hanging, slow, or losing the reply to a spawn that did happen.
+Thin wrappers around the real executor and store. FaultInjectingBackend: the
+executor down, hanging, slow, or losing the reply to a spawn that did happen (and
+every call counted). FailingReads: a store whose reads fail. CountingStore: a
+store whose reads are counted.
 """
 
 import threading
@@ -73,6 +75,24 @@ class FailingReads:
     def read_bytes(self, key, **options):
         if self.part in key:
             raise self.error
+        return self.inner.read_bytes(key, **options)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class CountingStore:
+    """The real store, counting reads of the keys `counted` picks (every key unless told), from any thread."""
+
+    def __init__(self, inner, counted=lambda key: True):
+        self.inner, self.counted = inner, counted
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def read_bytes(self, key, **options):
+        if self.counted(key):
+            with self._lock:
+                self.reads += 1
         return self.inner.read_bytes(key, **options)
 
     def __getattr__(self, name):

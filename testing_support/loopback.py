@@ -23,3 +23,13 @@ def wait_until_listening(process: subprocess.Popen, port: int, *, timeout: float
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{what} did not start listening on port {port} within {timeout:g} s")
+
+
+def session_cookie(user) -> str:
+    """A signed-in session for `user`, as the Cookie header a browser sends after the login form."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"

@@ -15,16 +15,12 @@ from exports import records, services
 from exports.models import ErrorReason, ExportJob, ExportStatus
 from exports_project.asgi import application
 from projects import services as project_services
+from testing_support.faults import CountingStore
+from testing_support.loopback import session_cookie
 
 from ..factories import ExportJobFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
 
 
 async def communicator(user=None, *, origin="http://localhost", path="/ws/exports/"):
@@ -153,40 +149,24 @@ async def test_another_users_changes_never_reach_a_socket(executor, owner, proje
     await socket.disconnect()
 
 
-class CountingStore:
-    """The real store, counting reads of progress records."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.progress_reads = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def read_bytes(self, key, **options):
-        if key.endswith("/progress.json"):
-            self.progress_reads += 1
-        return self.inner.read_bytes(key, **options)
-
-
 async def test_ten_sockets_on_one_job_cost_what_one_does(executor, owner, project, long_clip, settings, monkeypatch):
     """Each socket ticks five times a second; the claims keep executor polls and store reads at one per interval."""
     settings.EXPORTS_SOCKET_TICK_SECONDS = 0.2
     settings.EXPORTS_PROGRESS_INTERVAL_SECONDS = 1
     settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 2
-    store = CountingStore(records.store_from_settings())
+    store = CountingStore(records.store_from_settings(), counted=lambda key: key.endswith("/progress.json"))
     monkeypatch.setattr(records, "store_from_settings", lambda: store)
     params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
     job = await sync_to_async(services.start_export)(owner=owner, project=project, kind="multi_clip", params=params)
     sockets = [(await connect(owner))[0] for _ in range(10)]
     await asyncio.sleep(1)
-    polls_before, reads_before = executor.calls["poll"], store.progress_reads
+    polls_before, reads_before = executor.calls["poll"], store.reads
 
     window = 6.0
     await asyncio.sleep(window)
 
     polls = executor.calls["poll"] - polls_before
-    reads = store.progress_reads - reads_before
+    reads = store.reads - reads_before
     for socket in sockets:
         await socket.disconnect()
     assert (await sync_to_async(ExportJob.objects.get)(pk=job.pk)).status == ExportStatus.PROCESSING

@@ -1,6 +1,5 @@
 """The exports JSON API: validation, conflicts, caps, owner scoping, CSRF, and the user's actions."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,10 @@ from projects import services as project_services
 from projects.models import Clip, Project
 
 from ..factories import ExportJobFactory, ProjectFactory
+from ..helpers import post_json
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def post_json(client, url, body=None):
-    return client.post(url, data=json.dumps(body or {}), content_type="application/json")
 
 
 def start_url(project):

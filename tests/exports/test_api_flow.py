@@ -1,6 +1,5 @@
 """An export over the JSON API with the real local executor, from start to a playable working video."""
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -10,13 +9,10 @@ from django.urls import reverse
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 from modal_jobs.media import probe
 
+from ..helpers import post_json
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def post_json(client, url, body):
-    return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
 def test_an_export_runs_to_a_working_video_through_the_api(executor, owner_client, project, clip, eager_checks):

@@ -10,14 +10,10 @@ from exports import services
 from exports.executor import get_executor
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 
+from ..helpers import start
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def start(project, clip):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    return services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
 
 
 def snapshot(job):

@@ -8,34 +8,19 @@ from django.utils import timezone
 
 from exports import services
 from exports.executor import get_executor
-from exports.models import ErrorReason, ExportJob, ExportStatus, Trigger, WorkingVideo
+from exports.models import ErrorReason, ExportJob, ExportStatus, WorkingVideo
 from exports.services import Outcome
 from modal_jobs.backends import store_from_settings
 from modal_jobs.executors import CallStatus
 from modal_jobs.store import job_key
 
 from ..factories import ExportJobFactory
+from ..helpers import reconcile, reconcile_until_finished, start
 from ..processes import group_members, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 THREE_HOURS = timedelta(hours=3)
-
-
-def start(project, clip, *, end=1.0, kind="multi_clip"):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": end}]}
-    return services.start_export(owner=project.owner, project=project, kind=kind, params=params)
-
-
-def reconcile(job, **options):
-    job.refresh_from_db()
-    return services.reconcile_job(job, trigger=Trigger.VIEW, **options)
-
-
-def reconcile_until_finished(job, timeout=90):
-    wait_for(lambda: reconcile(job) and job.status not in ("pending", "processing"), timeout=timeout, what="the end")
-    job.refresh_from_db()
-    return job
 
 
 def executor_says(job, status):

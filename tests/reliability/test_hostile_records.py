@@ -18,6 +18,7 @@ from modal_jobs.store import job_key
 from testing_support.faults import FailingReads
 
 from ..factories import ExportJobFactory
+from ..helpers import start
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -122,15 +123,6 @@ def within(seconds: float, call):
     thread.join(seconds)
     assert answers, f"no answer within {seconds} s"
     return answers[0]
-
-
-def start(project, clip, kind="multi_clip"):
-    params = {
-        "multi_clip": {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]},
-        "overlay": {"clip_id": clip.pk, "highlights": [{"start": 0, "end": 1, "x": 0.5, "y": 0.5, "radius": 0.1}]},
-    }[kind]
-    job = services.start_export(owner=project.owner, project=project, kind=kind, params=params)
-    return job
 
 
 def succeeded(executor, *jobs):

@@ -1,0 +1,40 @@
+"""Steps many tests take with an export: post JSON to the API, start one, reconcile it until it ends."""
+
+import json
+
+from exports import services
+from exports.models import Trigger
+
+from .processes import wait_for
+
+
+def post_json(client, url, body=None):
+    """POST `body` (an empty object unless given) as JSON, with a Django test client."""
+    return client.post(url, data=json.dumps({} if body is None else body), content_type="application/json")
+
+
+def start(project, clip, kind="multi_clip", *, end=1.0):
+    """Start an export of `kind` on `clip` from 0 to `end` s (a multi-clip range, or one overlay highlight)."""
+    params = {
+        "multi_clip": {"clips": [{"clip_id": clip.pk, "start": 0, "end": end}]},
+        "overlay": {"clip_id": clip.pk, "highlights": [{"start": 0, "end": end, "x": 0.5, "y": 0.5, "radius": 0.1}]},
+    }[kind]
+    return services.start_export(owner=project.owner, project=project, kind=kind, params=params)
+
+
+def reconcile(job, **options):
+    """Reconcile `job` as a look at it would, from the database's current row; the outcome."""
+    job.refresh_from_db()
+    return services.reconcile_job(job, trigger=Trigger.VIEW, **options)
+
+
+def reconcile_until_finished(job, timeout=90):
+    """Reconcile `job` again and again until it is neither pending nor processing; the job, refreshed."""
+
+    def finished():
+        reconcile(job)
+        job.refresh_from_db()
+        return job.status not in ("pending", "processing")
+
+    wait_for(finished, timeout=timeout, what="the job to end")
+    return job

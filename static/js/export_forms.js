@@ -5,11 +5,6 @@
   const section = document.getElementById("export-forms");
   if (!section) return;
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
-
   function number(input) {
     return input.value === "" ? null : Number(input.value);
   }
@@ -151,13 +146,8 @@
     const built = builders[form.dataset.kind](form);
     clearErrors(form);
     submit.disabled = true;
-    fetch(section.dataset.startUrl, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
-      body: JSON.stringify({ kind: form.dataset.kind, params: built.params }),
-    })
-      .then((response) => response.json().then((body) => ({ status: response.status, body: body })))
+    window.exportsHttp
+      .postJson(section.dataset.startUrl, { kind: form.dataset.kind, params: built.params })
       .then((result) => {
         if (result.body.job && window.exportTray) window.exportTray.add(result.body.job);
         if (result.status === 201) return;

@@ -33,11 +33,6 @@
   let watchdog = null;
   let signedOut = false;
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
-
   function statusUrl(id) {
     return statusUrlTemplate.replace("00000000-0000-0000-0000-000000000000", id);
   }
@@ -359,14 +354,9 @@
   }
 
   function post(url) {
-    return fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "X-CSRFToken": csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
-      body: "{}",
-    }).then((response) => {
-      if (response.status === 401) showSignedOut();
-      return response.json().then((body) => ({ status: response.status, body: body }));
+    return window.exportsHttp.postJson(url).then((result) => {
+      if (result.status === 401) showSignedOut();
+      return result;
     });
   }
 

@@ -1,5 +1,5 @@
 from .models import ExportJob
-from .serializers import serialize_job
+from .serializers import blank_bar, serialize_job
 from .services import reconcile_owner_jobs
 
 TRAY_STATE_COOKIE = "export_tray"
@@ -14,6 +14,8 @@ def export_tray(request):
     reconcile_owner_jobs(user)
     return {
         "tray_jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(user)],
+        # Drawn into the tray's <template>: the bar exports.js clones for a job the page did not render.
+        "tray_blank_bar": blank_bar(),
         # Open or collapsed as the user last left it, rendered so (a cookie, not storage: no flash on load).
         "tray_state": request.COOKIES.get(TRAY_STATE_COOKIE)
         if request.COOKIES.get(TRAY_STATE_COOKIE) in TRAY_STATES

@@ -20,6 +20,8 @@
   const trayBody = tray.querySelector(".tray-body");
   const notify = tray.querySelector('[data-role="notify"]');
   const notices = document.getElementById("export-notices");
+  // The bar as templates/exports/bar.html draws it, blank and with every control: each new bar is a copy.
+  const blankBar = document.getElementById("export-bar-template").content.querySelector(".export-bar");
   const baseTitle = document.title;
   let unseenEnd = "";
   const statusUrlTemplate = tray.dataset.statusUrl;
@@ -35,14 +37,6 @@
 
   function statusUrl(id) {
     return statusUrlTemplate.replace("00000000-0000-0000-0000-000000000000", id);
-  }
-
-  function messageFor(job) {
-    if (job.status === "error") return job.error ? job.error.message : "Failed.";
-    if (job.status === "cancelled") return "Cancelled.";
-    if (job.status === "complete") return "Done.";
-    if (job.cancel_requested) return "Cancelling…";
-    return job.message || job.stage || "Starting…";
   }
 
   // The estimate is the worker's (smoothed over the job's whole history, counted down by the server to the
@@ -71,42 +65,18 @@
     }
   }
 
-  function link(href, label, role) {
-    const element = document.createElement("a");
-    element.className = "bar-link";
-    element.href = href;
-    element.dataset.role = role;
-    element.textContent = label;
+  // One of the bar's controls (a link or a button) as bar.html draws it; the links get the job's video.
+  function control(name, job) {
+    const element = blankBar.querySelector('[data-control="' + name + '"]').cloneNode(true);
+    if (name === "download") element.href = job.working_video.download_url;
+    if (name === "open") element.href = job.working_video.url;
     return element;
   }
 
-  function button(action, label, disabled) {
-    const element = document.createElement("button");
-    element.type = "button";
-    element.className = "link-button";
-    element.dataset.action = action;
-    element.textContent = label;
-    element.disabled = Boolean(disabled);
-    return element;
-  }
-
-  function render(job) {
-    let bar = list.querySelector('[data-job-id="' + job.id + '"]');
-    if (!bar) {
-      const template = document.createElement("li");
-      template.dataset.jobId = job.id;
-      template.innerHTML =
-        '<div class="bar-title"><span class="bar-kind"></span> <span class="bar-project muted"></span>' +
-        '<span class="bar-percent" data-role="percent"></span></div>' +
-        '<div class="bar-track" role="progressbar" aria-valuemin="0" aria-valuemax="100">' +
-        '<div class="bar-fill" data-role="fill"></div></div>' +
-        '<div class="bar-detail"><span class="bar-message" data-role="message"></span>' +
-        '<span class="bar-eta muted" data-role="eta"></span></div>' +
-        '<div class="bar-actions" data-role="actions"></div>';
-      list.appendChild(template);
-      bar = template;
-    }
+  // Fill a bar, drawn by the server or copied from the template, with the job's JSON: what the server would draw.
+  function fill(bar, job) {
     bar.className = "export-bar status-" + job.status;
+    bar.dataset.jobId = job.id;
     bar.dataset.status = job.status;
     bar.dataset.progress = String(job.progress);
     bar.querySelector(".bar-kind").textContent = job.kind_label;
@@ -114,23 +84,27 @@
     bar.querySelector('[data-role="percent"]').textContent = job.progress + " %";
     bar.querySelector('[data-role="fill"]').style.width = job.progress + "%";
     bar.querySelector(".bar-track").setAttribute("aria-valuenow", String(job.progress));
-    bar.querySelector('[data-role="message"]').textContent = messageFor(job);
+    bar.querySelector('[data-role="message"]').textContent = job.display_message;
+    bar.querySelector('[data-role="actions"]').replaceChildren(...job.controls.map((name) => control(name, job)));
+  }
+
+  // A new bar for the job, not in the tray yet.
+  function draw(job) {
+    const bar = blankBar.cloneNode(true);
+    fill(bar, job);
+    return bar;
+  }
+
+  function render(job) {
+    let bar = list.querySelector('[data-job-id="' + job.id + '"]');
+    if (bar) {
+      fill(bar, job);
+    } else {
+      bar = draw(job);
+      list.appendChild(bar);
+    }
     noteEstimate(job);
     bar.querySelector('[data-role="eta"]').textContent = etaFor(job.id);
-    const actions = bar.querySelector('[data-role="actions"]');
-    actions.replaceChildren();
-    if (job.status === "complete" && job.working_video) {
-      actions.append(
-        link(job.working_video.download_url, "Download", "download"),
-        link(job.working_video.url, "Open video", "video-link")
-      );
-    }
-    if (ACTIVE.has(job.status)) {
-      actions.appendChild(button("cancel", job.cancel_requested ? "Cancelling…" : "Cancel", job.cancel_requested));
-    } else {
-      if (job.status !== "complete" && !job.retry_id) actions.appendChild(button("retry", "Retry"));
-      actions.appendChild(button("dismiss", "Dismiss"));
-    }
   }
 
   function update(job) {
@@ -155,7 +129,8 @@
       unseenEnd = job.status === "complete" ? "✓ Done" : "✕ Failed";
       refreshTitle();
       if (window.Notification && Notification.permission === "granted" && notifyWanted()) {
-        new Notification(text, { body: job.status === "complete" ? "Open the tab to download it." : messageFor(job) });
+        const body = job.status === "complete" ? "Open the tab to download it." : job.display_message;
+        new Notification(text, { body: body });
       }
     }
   }
@@ -168,10 +143,10 @@
     const words = document.createElement("span");
     words.textContent = text;
     notice.appendChild(words);
-    if (job.status === "complete" && job.working_video) {
-      notice.appendChild(link(job.working_video.download_url, "Download", "download"));
-    }
-    const close = button("close-notice", "Dismiss");
+    if (job.controls.includes("download")) notice.appendChild(control("download", job));
+    const close = control("dismiss", job); // drawn as the bar's Dismiss, but it closes the notice only
+    close.dataset.action = "close-notice";
+    delete close.dataset.control;
     close.addEventListener("click", () => notice.remove());
     notice.appendChild(close);
     notices.appendChild(notice);
@@ -370,8 +345,7 @@
       const job = jobs.get(id);
       const what = job ? job.kind_label + " export of " + job.project_name : "export";
       if (!window.confirm("Cancel this " + what + "? What it rendered so far is discarded.")) return;
-      target.disabled = true;
-      target.textContent = "Cancelling…";
+      target.replaceWith(control("cancelling", job));
       post(base + "cancel/").then((result) => result.body.job && update(result.body.job));
     } else if (target.dataset.action === "retry") {
       target.disabled = true;
@@ -379,7 +353,10 @@
         // 201: the new job; 409: the retry it already has. Either way this one is retried now.
         if (result.body.job && (result.status === 201 || result.status === 409)) {
           const original = jobs.get(id);
-          if (original) update(Object.assign({}, original, { retry_id: result.body.job.id }));
+          if (original) {
+            const controls = original.controls.filter((name) => name !== "retry");
+            update(Object.assign({}, original, { retry_id: result.body.job.id, controls: controls }));
+          }
           update(result.body.job);
         } else {
           target.disabled = false;
@@ -419,6 +396,7 @@
   window.exportTray = {
     add: update, // the export forms hand over the job they started
     jobs: jobs,
+    draw: draw, // the bar a job's JSON makes, which must be the one the server draws for it (a browser test checks)
   };
   connect();
 })();

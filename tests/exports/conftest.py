@@ -6,11 +6,11 @@ from ..processes import wait_for
 @pytest.fixture
 def finished_call(executor, project, clip, eager_checks):
     """A one-second export whose call has succeeded on the executor, not yet reconciled."""
-    from exports import services
     from modal_jobs.executors import CallStatus
 
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    from ..helpers import start
+
+    job = start(project, clip)
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
     return job
 

@@ -15,6 +15,7 @@ from modal_jobs.executors import CallStatus
 from projects.models import Project
 
 from ..factories import ExportJobFactory, ProjectFactory
+from ..helpers import start
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,11 +52,8 @@ def test_non_staff_users_cannot_see_or_act(owner_client, project):
 def test_the_detail_page_shows_params_the_progress_record_the_executor_and_the_timeline(
     executor, staff_client, project, clip
 ):
-    from exports import services
-
     client, _ = staff_client
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, clip)
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
     html = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
     assert "&quot;clip_id&quot;: " + str(clip.pk) in html  # pretty params
@@ -74,11 +72,8 @@ def test_the_detail_page_shows_an_unavailable_executor_instead_of_failing(execut
 
 
 def test_actions_land_on_the_timeline_with_the_admin(executor, staff_client, project, long_clip, eager_checks):
-    from exports import services
-
     client, admin = staff_client
-    params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, long_clip, end=10)
 
     act(client, "mark_as_error", [job])
     job.refresh_from_db()
@@ -130,11 +125,8 @@ def test_working_videos_play_for_staff_in_the_admin(staff_client, project, clip)
 
 
 def test_the_logs_page_shows_what_a_local_call_printed(executor, staff_client, project, clip):
-    from exports import services
-
     client, _ = staff_client
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, clip)
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call")
 
     change_page = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
@@ -205,11 +197,8 @@ def csrf_token_of_the_reconcile_form(page: str) -> str:
 @pytest.fixture
 def failed_call(executor, project, clip, eager_checks):
     """A one-second export whose call has failed on the executor (its input is gone), not yet reconciled."""
-    from exports import services
-
     clip.media.storage.delete(clip.media.name)
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, clip)
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.FAILED, what="the failure")
     return job
 
@@ -235,11 +224,8 @@ def test_reconcile_now_is_offered_beside_the_live_answer_only_while_it_disagrees
 def test_reconcile_now_is_not_offered_while_the_call_runs_or_the_executor_does_not_answer_only_once_it_ended(
     executor, staff_client, project, long_clip
 ):
-    from exports import services
-
     client, _ = staff_client
-    params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, long_clip, end=10)
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.RUNNING, what="the call")
 
     page = client.get(change_url(job)).content.decode()

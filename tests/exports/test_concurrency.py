@@ -11,6 +11,8 @@ from django.db import connection
 from exports import services
 from exports.models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
 
+from ..helpers import start
+
 pytestmark = [pytest.mark.database, pytest.mark.django_db(transaction=True)]
 
 RACERS = 20
@@ -57,11 +59,7 @@ def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_cal
 
 
 def test_twenty_concurrent_starts_spawn_once(executor, project, clip):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-
-    results = race(
-        lambda: services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
-    )
+    results = race(lambda: start(project, clip))
 
     created = [result for result in results if isinstance(result, ExportJob)]
     refused = [result for result in results if isinstance(result, services.AlreadyRunning)]

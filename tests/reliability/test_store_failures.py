@@ -7,23 +7,18 @@ from exports.models import ErrorReason, ExportStatus, WorkingVideo
 from modal_jobs.backends import store_from_settings
 from modal_jobs.store import job_key
 
+from ..helpers import reconcile_until_finished, start
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_an_upload_that_fails_ends_the_job_as_failed_with_the_reason(executor, project, clip, eager_checks):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, clip)
     # A folder where the output object must go: the store cannot write it (a real OS error, even as root).
     store_from_settings().path(job_key(str(job.pk), "output.mp4")).mkdir(parents=True)
 
-    def finished():
-        services.reconcile_job(job, trigger="view")
-        job.refresh_from_db()
-        return job.status not in ("pending", "processing")
-
-    wait_for(finished, timeout=60, what="the job to end")
+    reconcile_until_finished(job, timeout=60)
 
     assert (job.status, job.error_reason) == (ExportStatus.ERROR, ErrorReason.FAILED)
     assert "output.mp4" in job.error_message
@@ -31,8 +26,7 @@ def test_an_upload_that_fails_ends_the_job_as_failed_with_the_reason(executor, p
 
 
 def test_a_success_whose_output_is_missing_is_not_finalized(executor, project, clip, eager_checks):
-    params = {"clips": [{"clip_id": clip.pk, "start": 0, "end": 1}]}
-    job = services.start_export(owner=project.owner, project=project, kind="multi_clip", params=params)
+    job = start(project, clip)
     wait_for(lambda: executor.inner.poll(job.call_id).is_final, what="the call to end")
     store_from_settings().delete(job_key(str(job.pk), "output.mp4"))  # lost from the bucket
 

@@ -1,3 +1,4 @@
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -6,7 +7,7 @@ import pytest
 
 from modal_jobs.media import generate_test_clip, probe, run_ffmpeg
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION
-from modal_jobs.store import FileSystemStore
+from modal_jobs.store import FileSystemStore, job_key
 
 from ..conftest import make_bucket
 
@@ -77,6 +78,11 @@ def make_payload(kind: str, params: dict, inputs: dict) -> dict:
         "params": params,
         "inputs": {str(clip_id): entry for clip_id, entry in inputs.items()},
     }
+
+
+def read_log(store, job_id: str) -> list[dict]:
+    """Every record of the job's progress log, in the order the worker wrote them."""
+    return [json.loads(line) for line in store.read_bytes(job_key(job_id, "progress.log")).splitlines()]
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
 """The worker's time-left estimate: from the job's own history, shown once stable, moving smoothly."""
 
-import json
 import math
 
 import pytest
 
 from modal_jobs.eta import MAX_STEP, MIN_PERCENT, MIN_RENDERING_SECONDS, MIN_STEP_SECONDS, RemainingTime
 from modal_jobs.progress import ProgressReporter
-from modal_jobs.store import job_key
+
+from .conftest import read_log
 
 TOTAL = 100.0
 
@@ -24,10 +24,6 @@ class FakeClock:
 
     def __call__(self):
         return self.now
-
-
-def read_log(store, job_id):
-    return [json.loads(line) for line in store.read_bytes(job_key(job_id, "progress.log")).splitlines()]
 
 
 def test_a_constant_rendering_rate_gives_exactly_the_time_left():

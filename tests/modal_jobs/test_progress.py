@@ -9,11 +9,7 @@ from modal_jobs.progress import ProgressReporter
 from modal_jobs.store import job_key
 from modal_jobs.worker import run_export
 
-from .conftest import add_input, make_payload
-
-
-def read_log(store, job_id):
-    return [json.loads(line) for line in store.read_bytes(job_key(job_id, "progress.log")).splitlines()]
+from .conftest import add_input, make_payload, read_log
 
 
 def test_rendering_the_three_demo_clips_reports_increasing_real_percentages_up_to_100(store, demo_video_paths):

@@ -2,8 +2,9 @@
 A fake of the four requests ModalBackend makes of Modal (`ModalRequests`), for the benchmarks.
 
 The backend's tests run the real `modal` client against a local stand-in of Modal's control
-plane (modal_server.py); this fake answers from a dict instead, so a benchmark can hold ten
-thousand calls at no cost. test_modal_backend.py checks that it answers as the stand-in does.
+plane (tests/modal_jobs/modal_server.py); this fake answers from a dict instead, so a benchmark
+can hold ten thousand calls at no cost. tests/modal_jobs/test_modal_backend.py checks that it
+answers as the stand-in does.
 """
 
 from __future__ import annotations

@@ -57,7 +57,6 @@ def memory_kib(field: str, pid: int | str = "self") -> int:
 
 def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
     """ModalBackend over the fake of its Modal requests, `latency_seconds` slower per call; every active call runs."""
-    from django.conf import settings
 
     from exports.models import ExportJob
     from modal_jobs.modal_backend import ModalBackend
@@ -67,7 +66,7 @@ def instrumented_executor(latency_seconds: float = EXECUTOR_LATENCY_SECONDS):
     fake = FakeModal()
     for call_id in ExportJob.objects.active().exclude(call_id="").values_list("call_id", flat=True):
         fake.running(call_id)
-    backend = FaultInjectingBackend(ModalBackend(requests=fake, pool_size=settings.EXPORTS_EXECUTOR_CONCURRENCY))
+    backend = FaultInjectingBackend(ModalBackend(requests=fake))
     backend.fault, backend.delay_seconds = "slow", latency_seconds
     return backend
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench.common import BENCH_DATA
 from modal_jobs.eta import RemainingTime
+from modal_jobs.executors import CallStatus
 
 FROM_PERCENT = 20
 MIN_TRUE_SECONDS = 5.0
@@ -117,7 +118,8 @@ def payloads(store, clips: list[Path]) -> dict[str, dict]:
 def render_traces(folder: Path) -> dict[str, Path]:
     """Render each kind with the local executor, one at a time; return where each progress.log was kept."""
     from modal_jobs.local_backend import LocalBackend
-    from modal_jobs.store import FileSystemStore, job_key
+    from modal_jobs.records import job_key
+    from modal_jobs.store import FileSystemStore
 
     store = FileSystemStore(folder / "store")
     backend = LocalBackend(
@@ -130,7 +132,7 @@ def render_traces(folder: Path) -> dict[str, Path]:
     for kind, payload in payloads(store, make_clips(folder / "clips")).items():
         call_id = backend.spawn(kind, payload)
         deadline = time.monotonic() + RENDER_TIMEOUT_SECONDS + 30
-        while not (state := backend.poll(call_id)).is_final:
+        while (state := backend.poll(call_id)).status is CallStatus.RUNNING:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"The {kind} render did not end (call {call_id}).")
             time.sleep(0.5)

@@ -92,11 +92,11 @@ def payload_for(kind: str, params: dict, clips) -> dict:
 
 
 def run() -> dict:
-    from modal_jobs.backends import store_from_settings
+    from exports.storage import object_store
     from modal_jobs.worker import run_export
 
     clips = demo_clips()
-    store = store_from_settings()
+    store = object_store()
     results = {}
     for kind in ("multi_clip", "framing_ai", "overlay"):
         params = params_for(kind, clips)

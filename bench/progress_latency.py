@@ -32,10 +32,10 @@ WRITE_INTERVAL_SECONDS = 1.0
 
 def write_progress(jobs, stop: threading.Event) -> int:
     """Write each job's progress record every second, as a worker does; return how many were written."""
-    from modal_jobs.backends import store_from_settings
+    from exports.storage import object_store
     from modal_jobs.progress import ProgressReporter
 
-    store = store_from_settings()
+    store = object_store()
     reporters = {
         job.pk: ProgressReporter(store=store, job_id=str(job.pk), call_id=job.call_id, throttle_seconds=0)
         for job in jobs

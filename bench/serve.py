@@ -22,13 +22,13 @@ def main(port: str) -> None:
     from bench.common import instrumented_executor
     from exports import records
     from exports.executor import use_backend
-    from modal_jobs.backends import store_from_settings
+    from exports.storage import object_store
     from testing_support.faults import CountingStore
 
     backend = instrumented_executor(float(os.environ.get("BENCH_EXECUTOR_LATENCY", "0.05")))
     use_backend(backend)
-    store = CountingStore(store_from_settings())
-    records.store_from_settings = lambda: store
+    store = CountingStore(object_store())
+    records.object_store = lambda: store
     counts_file = Path(os.environ["BENCH_COUNTS_FILE"])
 
     def write_counts() -> None:

@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from modal_jobs.executors import CallStatus, ExecutorUnavailable
+from modal_jobs.records import PROGRESS
 from modal_jobs.schema import InvalidParams
 from projects.admin import ProjectAdmin
 from projects.media import media_response
@@ -225,7 +226,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     @admin.display(description="progress record")
     def progress_record(self, job):
         try:
-            raw = records.read_record(job.pk, "progress.json")
+            raw = records.read_record(job.pk, PROGRESS)
         except Exception as error:  # shown, not raised: the page must render when storage fails
             return format_html('<span class="errornote">Could not read it: {}</span>', error)
         if raw is None:

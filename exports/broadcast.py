@@ -1,12 +1,8 @@
 """Tell a user's open sockets that a job changed; only ever after the change is committed."""
 
-import logging
-
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
-
-logger = logging.getLogger(__name__)
 
 
 def user_group(user_id) -> str:

@@ -1,10 +1,12 @@
 """
-The executor as the web app uses it: every call with a deadline, a per-request
-time budget, and a circuit breaker.
+The executor as the web app uses it: the backend the settings pick, every call
+with a deadline, a per-request time budget, and a circuit breaker.
 
-An executor that hangs must not hang the site. Calls run on a small thread pool
+An executor that hangs must not hang the site. Calls run on a thread pool
 of their own (never on the thread Channels uses for database_sync_to_async), so
-a caller waits at most its deadline even when the call itself never returns.
+a caller waits at most its deadline even when the call itself never returns
+(an unreachable Modal server keeps an SDK call retrying for over a minute).
+This is the only place deadlines live: the backends just make their calls.
 After EXPORTS_BREAKER_FAILURES consecutive failures, calls fail fast for
 EXPORTS_BREAKER_COOLDOWN_SECONDS; the first call after that is a trial.
 """
@@ -18,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
 
-from modal_jobs.backends import get_backend
 from modal_jobs.executors import CallState, ExecutorBackend, ExecutorUnavailable, SpawnRefused
+
+from .storage import worker_store_config
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,9 @@ class GuardedExecutor:
     @property
     def breaker_open(self) -> bool:
         return time.monotonic() < self._open_until
+
+    def is_call_id(self, call_id: str) -> bool:
+        return self.backend.is_call_id(call_id)
 
     def spawn(self, kind: str, payload: dict) -> str:
         return self._call("spawn", kind, payload, budget=None)
@@ -167,6 +173,22 @@ def unreadable_answer(operation: str, call_id: str, error: Exception) -> Executo
     return ExecutorUnavailable(f"The executor's answer to {operation} could not be read: {type(error).__name__}")
 
 
+def backend_from_settings() -> ExecutorBackend:
+    """The backend EXPORTS_BACKEND names, built from the settings (the worker side never reads them)."""
+    if settings.EXPORTS_BACKEND == "modal":
+        from modal_jobs.modal_backend import ModalBackend
+
+        return ModalBackend(app_name=settings.MODAL_APP_NAME)
+    from modal_jobs.local_backend import LocalBackend
+
+    return LocalBackend(
+        root=settings.LOCAL_EXECUTOR_DIR,
+        store_config=worker_store_config(),
+        max_workers=settings.LOCAL_EXECUTOR_MAX_WORKERS,
+        time_limit_seconds=settings.LOCAL_EXECUTOR_TIME_LIMIT_SECONDS,
+    )
+
+
 _executor: GuardedExecutor | None = None
 _executor_lock = threading.Lock()
 
@@ -186,7 +208,7 @@ def get_executor() -> GuardedExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = _guarded(get_backend())
+            _executor = _guarded(backend_from_settings())
         return _executor
 
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.utils import timezone
 
-from modal_jobs.backends import store_from_settings
-from modal_jobs.store import job_key
+from modal_jobs.records import OUTPUT, RECORDS, job_key
 
 from .models import ExportJob, ExportStatus, WorkingVideo
-
-logger = logging.getLogger(__name__)
-
-RECORDS = ("progress.json", "progress.log", "result.json")
+from .storage import object_store
 
 
 @dataclass
@@ -36,12 +31,12 @@ def prune_exports(*, retention_days: float, dry_run: bool = False, now=None) -> 
     object is missing.
     """
     report = PruneReport()
-    store = store_from_settings()
+    store = object_store()
     cutoff = (now or timezone.now()) - timedelta(days=retention_days)
     in_use = set(WorkingVideo.objects.values_list("media", flat=True))
     due = ExportJob.objects.terminal().filter(finished_at__lt=cutoff, records_pruned_at__isnull=True)
     for job_id, status in due.values_list("pk", "status").iterator():
-        names = [*RECORDS, "output.mp4"] if status in (ExportStatus.ERROR, ExportStatus.CANCELLED) else RECORDS
+        names = [*RECORDS, OUTPUT] if status in (ExportStatus.ERROR, ExportStatus.CANCELLED) else RECORDS
         try:
             for key in (job_key(str(job_id), name) for name in names):
                 if key in in_use:

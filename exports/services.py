@@ -18,16 +18,16 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from exports_project.http import isoformat
-from modal_jobs.backends import store_from_settings
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from modal_jobs.records import OUTPUT, RECORDS, ExportResult, job_key
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, clip_ids, validate_params
-from modal_jobs.store import job_key
 from projects.models import Clip, Project
 
 from . import records
@@ -43,6 +43,7 @@ from .models import (
     Trigger,
     WorkingVideo,
 )
+from .storage import object_store
 
 logger = logging.getLogger(__name__)
 Event = ExportJobEvent.Kind
@@ -257,12 +258,12 @@ class Decision:
     """What the executor's answer (and the stored result) mean for the job."""
 
     outcome: Outcome
-    result: dict | None = None
+    result: ExportResult | None = None
     reason: ErrorReason | None = None
     message: str = ""
 
 
-def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now) -> Decision:
+def decide(job: ExportJob, state: CallState, *, stored_result: ExportResult | None, now) -> Decision:
     """Map the executor's answer to an outcome; pure, so the command's dry run uses it as is."""
     status = state.status
     if status is CallStatus.RUNNING:
@@ -280,9 +281,9 @@ def decide(job: ExportJob, state: CallState, *, stored_result: dict | None, now)
         return Decision(Outcome.TIMED_OUT, reason=ErrorReason.TIMED_OUT, message=state.message or "Time limit hit.")
     # EXPIRED or UNKNOWN: the executor cannot vouch for the call; the stored result decides.
     if stored_result is not None:
-        if stored_result["status"] == "success":
+        if stored_result.succeeded:
             return Decision(Outcome.COMPLETED, result=stored_result)
-        message = str(stored_result.get("message", ""))
+        message = stored_result.message
         return Decision(Outcome.FAILED, reason=ErrorReason.FAILED, message=message, result=stored_result)
     if is_stale(job, now=now):
         return Decision(Outcome.LOST, reason=ErrorReason.LOST, message=lost_message(job, state))
@@ -457,7 +458,7 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     if dry_run:
         return record.worker_time != job.progress_at
     adopted = False
-    if not job.call_id and record.call_id:
+    if not job.call_id and record.call_id and get_executor().is_call_id(record.call_id):
         adopted = record_call_id(job, record.call_id, trigger=trigger, event=Event.CALL_ID_ADOPTED, budget=budget)
     if record.worker_time == job.progress_at:
         return adopted
@@ -537,13 +538,9 @@ def _apply(job: ExportJob, decision: Decision, *, trigger) -> Outcome:
     return decision.outcome if done else Outcome.UNCHANGED
 
 
-# What the worker's result says about the render, kept on the job's timeline for the admin.
-RENDER_FACTS = ("encoder", "encoder_fallback", "render_seconds")
-
-
-def _finish_fields(job: ExportJob, result: dict | None) -> dict:
+def _finish_fields(job: ExportJob, result: ExportResult | None) -> dict:
     """finished_at from the worker's result, and for the timeline both times: the worker's and when we learned it."""
-    reported = records.finished_at_of(result)
+    reported = result.finished_at if result is not None else None
     if reported is None:
         return {}
     now = timezone.now()
@@ -553,10 +550,10 @@ def _finish_fields(job: ExportJob, result: dict | None) -> dict:
     }
 
 
-def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
+def finalize(job: ExportJob, result: ExportResult, *, trigger) -> Outcome:
     """Create the WorkingVideo and complete the job, exactly once, whoever else is trying at the same time."""
-    expected_key = job_key(str(job.pk), "output.mp4")
-    if result.get("output_key") != expected_key or store_from_settings().size(expected_key) is None:
+    expected_key = job_key(str(job.pk), OUTPUT)
+    if result.output_key != expected_key or object_store().size(expected_key) is None:
         done = fail(job, ErrorReason.FAILED, "The worker reported success but its output is missing.", trigger=trigger)
         return Outcome.FAILED if done else Outcome.UNCHANGED
     try:
@@ -568,16 +565,16 @@ def finalize(job: ExportJob, result: dict, *, trigger) -> Outcome:
                 project_id=locked.project_id,
                 export_job=locked,
                 media=expected_key,
-                duration=float(result["duration"]),
-                width=int(result["width"]),
-                height=int(result["height"]),
-                size=int(result["size"]),
+                duration=result.duration,
+                width=result.width,
+                height=result.height,
+                size=result.size,
             )
             message = "Export complete."
             if locked.cancel_requested_at:
                 message = "The export finished before the cancel reached it."
             finish = _finish_fields(locked, result)
-            facts = {name: result[name] for name in RENDER_FACTS if name in result} | finish.pop("event_data", {})
+            facts = result.render_facts() | finish.pop("event_data", {})
             transition(
                 locked,
                 ExportStatus.COMPLETE,
@@ -675,14 +672,16 @@ def purge_project_if_idle(project: Project) -> bool:
     """Delete a deleted project's rows and stored objects once none of its exports is active."""
     if project.deleted_at is None or ExportJob.objects.active().filter(project=project).exists():
         return False
-    store = store_from_settings()
-    keys = [clip.media.name for clip in project.clips.all()]
-    for job_id in ExportJob.objects.filter(project=project).values_list("pk", flat=True):
-        keys += [job_key(str(job_id), name) for name in ("progress.json", "progress.log", "result.json", "output.mp4")]
+    clip_names = [clip.media.name for clip in project.clips.all()]
+    job_ids = list(ExportJob.objects.filter(project=project).values_list("pk", flat=True))
     with transaction.atomic():
         Project.objects.filter(pk=project.pk, deleted_at__isnull=False).delete()
-    for key in keys:
-        store.delete(key)
+    for name in clip_names:
+        default_storage.delete(name)
+    store = object_store()
+    for job_id in job_ids:
+        for name in (*RECORDS, OUTPUT):
+            store.delete(job_key(str(job_id), name))
     return True
 
 

@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from exports.executor import Budget, get_executor
-from modal_jobs.backends import store_from_settings
+from exports.storage import object_store
 
 logger = logging.getLogger(__name__)
 CHECK_DEADLINE_SECONDS = 2.0
@@ -44,7 +44,7 @@ def check_channel_layer() -> str:
 
 
 def check_storage() -> str:
-    store = store_from_settings()
+    store = object_store()
     key = f"health/{uuid.uuid4().hex}"
     store.write_bytes(key, b"ok")
     try:

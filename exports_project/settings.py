@@ -52,7 +52,6 @@ INSTALLED_APPS = [
     "exports_project",
     "projects",
     "exports",
-    "modal_jobs",
 ]
 
 MIDDLEWARE = [
@@ -163,10 +162,8 @@ if AWS_STORAGE_BUCKET_NAME:
         },
     }
 else:
-    DEFAULT_STORAGE = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": MEDIA_ROOT},
-    }
+    # No explicit location: FileSystemStorage then follows MEDIA_ROOT, the one setting of the folder.
+    DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {"default": DEFAULT_STORAGE, "staticfiles": {"BACKEND": STATICFILES_BACKEND}}
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -189,7 +186,6 @@ LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"
 LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
 LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS", default=4 * 3600)
 MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
-MODAL_CALL_DEADLINE_SECONDS = env.float("MODAL_CALL_DEADLINE_SECONDS", default=5.0)
 
 # Reconciliation (see exports/services.py). The two intervals bound how often
 # anyone, however many tabs, sockets, processes and commands look, reads a

@@ -13,6 +13,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .records import ExportResult, parse_result
+
 
 class CallStatus(enum.StrEnum):
     RUNNING = "running"  # queued, starting or running
@@ -27,7 +29,7 @@ class CallStatus(enum.StrEnum):
 @dataclass(frozen=True)
 class CallState:
     status: CallStatus
-    result: dict[str, Any] | None = field(default=None)
+    result: ExportResult | None = field(default=None)
     message: str = ""
     # A running call still waiting for a worker, and how many calls are ahead of it, where the executor knows
     # (the local executor's queue does; Modal does not say).
@@ -38,26 +40,23 @@ class CallState:
         return cls(CallStatus.RUNNING)
 
     @classmethod
-    def succeeded(cls, result: dict[str, Any]) -> CallState:
+    def succeeded(cls, result: ExportResult) -> CallState:
         return cls(CallStatus.SUCCEEDED, result=result)
 
     @classmethod
-    def failed(cls, message: str, *, result: dict[str, Any] | None = None) -> CallState:
+    def failed(cls, message: str, *, result: ExportResult | None = None) -> CallState:
         """A failed call; `result` is the worker's own error result when it returned one (it has its finish time)."""
         return cls(CallStatus.FAILED, result=result, message=message)
 
     @classmethod
-    def from_result(cls, result: Any) -> CallState:
-        """Read a worker's returned dict: success or an expected failure with its message."""
-        if isinstance(result, dict) and result.get("status") == "success":
+    def from_result(cls, returned: Any) -> CallState:
+        """Read what a call returned: the worker's ExportResult, as a dict, success or an expected failure."""
+        result = parse_result(returned) if isinstance(returned, dict) else None
+        if result is None:
+            return cls.failed(f"The worker returned something unexpected: {str(returned)[:200]}")
+        if result.succeeded:
             return cls.succeeded(result)
-        if isinstance(result, dict) and result.get("status") == "error":
-            return cls.failed(str(result.get("message") or "The export failed."), result=result)
-        return cls.failed(f"The worker returned something unexpected: {str(result)[:200]}")
-
-    @property
-    def is_final(self) -> bool:
-        return self.status is not CallStatus.RUNNING
+        return cls.failed(result.message or "The export failed.", result=result)
 
 
 class ExecutorUnavailable(Exception):
@@ -70,6 +69,9 @@ class SpawnRefused(Exception):
 
 class ExecutorBackend(Protocol):
     name: str
+
+    def is_call_id(self, call_id: str) -> bool:
+        """Whether `call_id` has the form of this backend's ids (each backend owns its format)."""
 
     def spawn(self, kind: str, payload: dict[str, Any]) -> str:
         """Start a call and return its id; raise SpawnRefused or ExecutorUnavailable."""

@@ -130,6 +130,9 @@ class LocalBackend:
 
     # The protocol
 
+    def is_call_id(self, call_id: str) -> bool:
+        return bool(CALL_ID_PATTERN.match(call_id))
+
     def spawn(self, kind: str, payload: dict[str, Any]) -> str:
         if kind not in KINDS:
             raise SpawnRefused(f"Unknown export kind {kind!r}.")

@@ -4,9 +4,9 @@ The Modal executor: each export is a FunctionCall of the deployed `exports` app 
 Written against modal 1.6.4 (pinned); imports no Django. `ModalClient` makes the four
 requests through the real SDK; `ModalBackend` turns their answers into the executor
 boundary's, and never lets an exception other than KeyboardInterrupt out of spawn, poll,
-cancel or logs. Every SDK call runs on a small thread pool of this backend and is given
-up after `deadline_seconds`, because an unreachable Modal server can keep a call busy
-(retrying) for over a minute.
+cancel or logs. It sets no deadlines: an unreachable Modal server can keep an SDK call
+busy (retrying) for over a minute, and the web app's GuardedExecutor (exports/executor.py)
+gives up on any backend call after its deadline.
 
 The rule for reading a call: whatever is decoded from the call's own output (a value,
 an exception the function raised, the status Modal recorded) says how the call ended;
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+import re
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
 
@@ -38,8 +37,7 @@ FUNCTION_NAMES: dict[str, str] = {
     "overlay": "export_overlay",
 }
 LOG_TAIL_ENTRIES = 200
-
-Result = TypeVar("Result")
+CALL_ID_PATTERN = re.compile(r"^fc-[A-Za-z0-9]{1,64}$")
 
 
 def describe(error: BaseException) -> str:
@@ -190,23 +188,17 @@ def state_of(output: CallOutput) -> CallState:
 class ModalBackend:
     name = "modal"
 
-    def __init__(
-        self,
-        *,
-        app_name: str = "exports",
-        deadline_seconds: float = 5.0,
-        requests: ModalRequests | None = None,
-        pool_size: int = 8,
-    ):
+    def __init__(self, *, app_name: str = "exports", requests: ModalRequests | None = None):
         import modal.exception
 
         self.errors = modal.exception
         self.requests = requests if requests is not None else ModalClient()
         self.app_name = app_name
-        self.deadline_seconds = deadline_seconds
-        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="modal-call")
 
     # The protocol
+
+    def is_call_id(self, call_id: str) -> bool:
+        return bool(CALL_ID_PATTERN.match(call_id))
 
     def spawn(self, kind: str, payload: dict[str, Any]) -> str:
         function_name = FUNCTION_NAMES.get(kind)
@@ -226,7 +218,7 @@ class ModalBackend:
         # a spawn whose reply was lost may have started: the call id is adopted later from the worker's record.
         refusals = (errors.NotFoundError, errors.InvalidError, errors.ResourceExhaustedError, errors.SerializationError)
         try:
-            return self._within_deadline("spawn", lambda: self.requests.spawn(self.app_name, function_name, payload))
+            return self.requests.spawn(self.app_name, function_name, payload)
         except refusals as error:
             raise SpawnRefused(f"Modal refused to start {self.app_name}/{function_name}: {describe(error)}") from error
         except (ExecutorUnavailable, KeyboardInterrupt):
@@ -237,7 +229,7 @@ class ModalBackend:
 
     def poll(self, call_id: str) -> CallState:
         try:
-            output = self._within_deadline("poll", lambda: self.requests.output(call_id))
+            output = self.requests.output(call_id)
         except self.errors.NotFoundError:
             # Also a grpclib.GRPCError, which otherwise means "could not tell": check it first.
             return CallState(CallStatus.UNKNOWN, message=f"Modal does not know the call {call_id}.")
@@ -254,7 +246,7 @@ class ModalBackend:
 
     def cancel(self, call_id: str) -> None:
         try:
-            self._within_deadline("cancel", lambda: self.requests.cancel(call_id))
+            self.requests.cancel(call_id)
         except self.errors.NotFoundError:
             return  # Modal does not know the call: there is nothing to cancel
         except (ExecutorUnavailable, KeyboardInterrupt):
@@ -264,25 +256,8 @@ class ModalBackend:
 
     def logs(self, call_id: str) -> str:
         try:
-            return self._within_deadline("logs", lambda: self.requests.logs(call_id, LOG_TAIL_ENTRIES))
+            return self.requests.logs(call_id, LOG_TAIL_ENTRIES)
         except (ExecutorUnavailable, KeyboardInterrupt):
             raise
         except BaseException as error:
             raise ExecutorUnavailable(f"Modal did not give the logs of {call_id}: {describe(error)}") from error
-
-    # Deadlines
-
-    def _within_deadline(self, operation: str, call: Callable[[], Result]) -> Result:
-        """
-        Run one SDK call on the pool and wait at most deadline_seconds for it (the call itself may go on).
-
-        `wait` rather than `future.result(timeout=...)`: the latter raises the built-in TimeoutError,
-        which a request could raise too.
-        """
-        future = self._pool.submit(call)
-        done, _ = wait([future], timeout=self.deadline_seconds)
-        if not done:
-            # A call still queued behind hung ones is dropped, so a spawn cannot start late behind the caller's back.
-            future.cancel()
-            raise ExecutorUnavailable(f"Modal did not answer {operation} within {self.deadline_seconds:g} s.")
-        return future.result()

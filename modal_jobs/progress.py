@@ -17,7 +17,6 @@ through `finish()`, which the worker calls after the output and result are store
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -25,7 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .eta import RemainingTime
-from .store import ObjectStore, job_key
+from .records import PROGRESS, PROGRESS_LOG, ProgressRecord, job_key
+from .store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._record: dict = {}
         self._last_written = 0.0
-        self._sequence = 0
         self._unflushed_log: list[bytes] = []
         self._stopped = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
@@ -123,6 +122,7 @@ class ProgressReporter:
             self._flush_log_locked()
 
     def _new_record(self, percent, stage, message, processed_seconds, total_seconds) -> dict:
+        """The record's fields as they stand; _write_locked adds the estimate and the time (ProgressRecord)."""
         return {
             "job_id": self.job_id,
             "call_id": self.call_id,
@@ -136,7 +136,6 @@ class ProgressReporter:
 
     def _write_locked(self) -> None:
         """Write the current record; a store hiccup costs one progress update, never the export."""
-        self._sequence += 1
         now = self.clock()
         remaining = self._remaining.observe(
             now,
@@ -145,17 +144,16 @@ class ProgressReporter:
             processed_seconds=self._record["processed_seconds"],
             total_seconds=self._record["total_seconds"],
         )
-        record = {
+        record = ProgressRecord(
             **self._record,
-            "remaining_seconds": None if remaining is None else round(remaining, 1),
-            "sequence": self._sequence,
-            "worker_time": datetime.now(UTC).isoformat(),
-        }
-        line = json.dumps(record, separators=(",", ":")).encode()
+            remaining_seconds=None if remaining is None else round(remaining, 1),
+            worker_time=datetime.now(UTC),
+        )
+        line = record.to_json()
         self._last_written = now
         self._unflushed_log.append(line + b"\n")
         try:
-            self.store.write_bytes(job_key(self.job_id, "progress.json"), line)
+            self.store.write_bytes(job_key(self.job_id, PROGRESS), line)
         except Exception:
             logger.warning("Could not write the progress record of %s", self.job_id, exc_info=True)
             return
@@ -166,7 +164,7 @@ class ProgressReporter:
         if not self._unflushed_log:
             return
         try:
-            self.store.append_bytes(job_key(self.job_id, "progress.log"), b"".join(self._unflushed_log))
+            self.store.append_bytes(job_key(self.job_id, PROGRESS_LOG), b"".join(self._unflushed_log))
         except Exception:
             logger.warning("Could not append to the progress log of %s", self.job_id, exc_info=True)
             return

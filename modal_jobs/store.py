@@ -27,10 +27,6 @@ S3_REQUIRED_ENVIRONMENT = (
 )
 
 
-def job_key(job_id: str, name: str) -> str:
-    return f"exports/{job_id}/{name}"
-
-
 class ObjectStore(Protocol):
     appends_in_place: bool
 

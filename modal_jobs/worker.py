@@ -1,16 +1,15 @@
 """
 The export worker: the same function runs in a Modal container and in a local worker process.
 
-It never raises for expected failures; it returns `{"status": "success", ...}`
-or `{"status": "error", "message": ...}`, so that an exception out of Modal's
-`FunctionCall.get()` always says something about the call, not about the video.
-The result is also stored as `exports/<job_id>/result.json`, written last (after
-the output), so the backend can decide a job whose call outcome has expired.
+It never raises for expected failures; it returns its ExportResult (records.py)
+as a dict, success or error, so that an exception out of Modal's call always
+says something about the call, not about the video. The result is also stored
+as `exports/<job_id>/result.json`, written last (after the output), so the
+backend can decide a job whose call outcome has expired.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import time
@@ -23,8 +22,9 @@ from pydantic import ValidationError
 from .media import MediaProbeError, probe
 from .pipeline import RenderError, build_plan, render
 from .progress import ProgressReporter
+from .records import MAX_RECORD_BYTES, OUTPUT, PROGRESS, RESULT, ExportResult, error_result, job_key, parse_progress
 from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
-from .store import ObjectStore, job_key
+from .store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +39,19 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def error_result(message: str) -> dict[str, Any]:
-    return {"status": "error", "message": message}
-
-
 def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int = 1) -> dict[str, Any]:
+    """Render the export the payload describes; return its ExportResult as a dict (the call's return value)."""
     version = payload.get("schema_version") if isinstance(payload, dict) else None
     if version != PAYLOAD_SCHEMA_VERSION:
         return error_result(
             f"Payload schema version {version!r} is not supported by this worker "
             f"(it knows version {PAYLOAD_SCHEMA_VERSION}); deploy the matching worker."
-        )
+        ).to_dict()
     try:
         export = ExportPayload.model_validate(payload)
         params = export.validated_params()
     except (ValidationError, InvalidParams) as error:
-        return error_result(f"Invalid export payload: {error}")
+        return error_result(f"Invalid export payload: {error}").to_dict()
 
     attempt = max(attempt, _previous_attempt(store, export.job_id, call_id) + 1)
     reporter = ProgressReporter(store=store, job_id=export.job_id, call_id=call_id, attempt=attempt)
@@ -68,35 +65,34 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
         logger.exception("Export %s failed unexpectedly", export.job_id)
         result = error_result(f"Unexpected {type(error).__name__}: {error}")
     # finished_at: when the work ended, which the backend may learn much later (nobody watching).
-    finished_at = datetime.now(UTC).isoformat()
-    result = {**result, "job_id": export.job_id, "call_id": call_id, "attempt": attempt, "finished_at": finished_at}
+    identity = {"job_id": export.job_id, "call_id": call_id, "attempt": attempt}
+    result = result.model_copy(update={**identity, "finished_at": datetime.now(UTC)})
     try:
-        store.write_bytes(job_key(export.job_id, "result.json"), json.dumps(result).encode())
+        store.write_bytes(job_key(export.job_id, RESULT), result.to_json())
     except Exception as error:
         logger.exception("Could not store the result of %s", export.job_id)
-        if result["status"] == "success":
-            result = {**error_result(f"Could not store the result: {error}"), "job_id": export.job_id}
-    if result["status"] == "success":
+        if result.succeeded:
+            result = error_result(f"Could not store the result: {error}", **identity)
+    if result.succeeded:
         reporter.finish(message="Export complete")
-        logger.info("Export %s succeeded: %s s rendered with %s", export.job_id, result["duration"], result["encoder"])
+        logger.info("Export %s succeeded: %s s rendered with %s", export.job_id, result.duration, result.encoder)
     else:
-        reporter.fail(result["message"])
-        logger.info("Export %s failed: %s", export.job_id, result["message"])
-    return result
+        reporter.fail(result.message)
+        logger.info("Export %s failed: %s", export.job_id, result.message)
+    return result.to_dict()
 
 
 def _previous_attempt(store: ObjectStore, job_id: str, call_id: str) -> int:
     """An executor re-running the same call (after a preemption) finds its own earlier record: count attempts."""
     try:
-        previous = json.loads(store.read_bytes(job_key(job_id, "progress.json"), max_bytes=64 * 1024) or b"{}")
-    except (OSError, ValueError):  # unreadable or not JSON: count from here
+        raw = store.read_bytes(job_key(job_id, PROGRESS), max_bytes=MAX_RECORD_BYTES + 1)
+    except (OSError, ValueError):  # unreadable: count from here
         return 0
-    if isinstance(previous, dict) and previous.get("call_id") == call_id and isinstance(previous.get("attempt"), int):
-        return previous["attempt"]
-    return 0
+    previous = None if raw is None else parse_progress(raw)
+    return previous.attempt if previous is not None and previous.call_id == call_id else 0
 
 
-def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter) -> dict[str, Any]:
+def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix=f"export-{export.job_id}-") as scratch:
         work_dir = Path(scratch)
         clips = _download_inputs(export, store=store, reporter=reporter, work_dir=work_dir)
@@ -121,20 +117,20 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
         render_seconds = time.monotonic() - started
         info = probe(output)
 
-        output_key = job_key(export.job_id, "output.mp4")
+        output_key = job_key(export.job_id, OUTPUT)
         uploaded = _transfer_progress(reporter, UPLOAD_SHARE, "uploading")
         size = store.upload_file(output_key, output, on_progress=uploaded)
-        return {
-            "status": "success",
-            "output_key": output_key,
-            "duration": info.duration,
-            "width": info.display_width,
-            "height": info.display_height,
-            "size": size,
-            "render_seconds": round(render_seconds, 3),
-            "encoder": encoder.name,
-            **({"encoder_fallback": encoder.fallback_reason} if encoder.fallback_reason else {}),
-        }
+        return ExportResult(
+            status="success",
+            output_key=output_key,
+            duration=info.duration,
+            width=info.display_width,
+            height=info.display_height,
+            size=size,
+            render_seconds=round(render_seconds, 3),
+            encoder=encoder.name,
+            encoder_fallback=encoder.fallback_reason or "",
+        )
 
 
 def _download_inputs(export: ExportPayload, *, store, reporter, work_dir: Path):

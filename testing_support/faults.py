@@ -44,6 +44,9 @@ class FaultInjectingBackend:
             except threading.BrokenBarrierError:
                 raise ExecutorUnavailable("injected: the calls did not arrive together") from None
 
+    def is_call_id(self, call_id):
+        return self.inner.is_call_id(call_id)
+
     def spawn(self, kind, payload):
         self._inject("spawn")
         if self.fault == "refuse_spawn":

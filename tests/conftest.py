@@ -5,8 +5,7 @@ import pytest
 from django.test import Client
 from moto.server import ThreadedMotoServer
 
-from exports.executor import use_backend
-from modal_jobs.backends import get_backend
+from exports.executor import backend_from_settings, use_backend
 from modal_jobs.media import generate_test_clip
 from projects import services as project_services
 from testing_support.faults import FaultInjectingBackend
@@ -109,6 +108,31 @@ def make_bucket(endpoint: str) -> str:
     return bucket
 
 
+@pytest.fixture
+def s3_storage(settings, s3_endpoint):
+    """Django's default storage on a fresh bucket of the loopback S3 API, as production's R2."""
+    bucket = make_bucket(s3_endpoint)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": s3_endpoint,
+                "access_key": "test",
+                "secret_key": "test",
+                "region_name": "us-east-1",
+                "signature_version": "s3v4",
+                "addressing_style": "path",
+                "default_acl": None,
+                "file_overwrite": False,
+                "querystring_expire": 300,
+            },
+        },
+    }
+    return bucket
+
+
 @pytest.fixture(autouse=True)
 def fresh_executor():
     """Each test gets an executor (and circuit breaker) built from its own settings."""
@@ -129,7 +153,7 @@ def executor(settings, tmp_path):
     """The real LocalBackend (its own folder per test) behind the fault-injecting wrapper, as the app's executor."""
     settings.LOCAL_EXECUTOR_DIR = tmp_path / "executor"
     settings.EXPORTS_BREAKER_COOLDOWN_SECONDS = 0.5
-    wrapper = FaultInjectingBackend(get_backend())
+    wrapper = FaultInjectingBackend(backend_from_settings())
     use_backend(wrapper)
     yield wrapper
     wrapper.release()

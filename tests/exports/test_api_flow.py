@@ -68,7 +68,7 @@ def test_the_finish_time_is_when_the_worker_finished_not_when_someone_looked(
     shown, result, looked_at = finished_unwatched(owner_client, project, clip, executor, delete_input=delete_input)
 
     assert shown["status"] == ("error" if delete_input else "complete"), shown
-    worker_finished = datetime.fromisoformat(result["finished_at"])
+    worker_finished = result.finished_at
     assert datetime.fromisoformat(shown["finished_at"]) == worker_finished
     assert looked_at - worker_finished >= timedelta(seconds=2)
     event = ExportJob.objects.get(pk=shown["id"]).events.get(kind="failed" if delete_input else "completed")

@@ -135,7 +135,7 @@ async def test_the_socket_delivers_the_workers_real_progress_to_completion(
     assert len(set(percents) - {0, 100}) >= 5, percents
     logged = {
         min(99, json.loads(line)["percent"])  # the backend shows a worker's 100 as 99 until it has finalized
-        for line in open(records.store_from_settings().path(f"exports/{job.pk}/progress.log"))
+        for line in open(records.object_store().path(f"exports/{job.pk}/progress.log"))
     }
     assert set(percents) - {100} <= logged
 
@@ -154,8 +154,8 @@ async def test_ten_sockets_on_one_job_cost_what_one_does(executor, owner, projec
     settings.EXPORTS_SOCKET_TICK_SECONDS = 0.2
     settings.EXPORTS_PROGRESS_INTERVAL_SECONDS = 1
     settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 2
-    store = CountingStore(records.store_from_settings(), counted=lambda key: key.endswith("/progress.json"))
-    monkeypatch.setattr(records, "store_from_settings", lambda: store)
+    store = CountingStore(records.object_store(), counted=lambda key: key.endswith("/progress.json"))
+    monkeypatch.setattr(records, "object_store", lambda: store)
     params = {"clips": [{"clip_id": long_clip.pk, "start": 0, "end": 10}]}
     job = await sync_to_async(services.start_export)(owner=owner, project=project, kind="multi_clip", params=params)
     sockets = [(await connect(owner))[0] for _ in range(10)]

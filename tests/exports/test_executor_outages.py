@@ -9,6 +9,7 @@ from django.urls import reverse
 from exports import services
 from exports.executor import get_executor
 from exports.models import ExportJob, ExportStatus, WorkingVideo
+from modal_jobs.executors import CallStatus
 
 from ..helpers import start
 from ..processes import wait_for
@@ -26,7 +27,7 @@ def test_an_outage_changes_nothing_and_requests_stay_fast_then_jobs_resolve(
     fault, executor, owner_client, project, clip, eager_checks
 ):
     job = start(project, clip)
-    wait_for(lambda: executor.inner.poll(job.call_id).is_final, what="the call to finish")
+    wait_for(lambda: executor.inner.poll(job.call_id).status is not CallStatus.RUNNING, what="the call to finish")
     executor.fault = fault
     before = snapshot(job)
     url = reverse("exports:api_detail", args=[job.pk])

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from exports.models import ErrorReason, ExportJob, ExportStatus, WorkingVideo
-from modal_jobs.backends import store_from_settings
-from modal_jobs.store import job_key
+from exports.storage import object_store
+from modal_jobs.records import job_key
 
 from ..factories import ExportJobFactory
 
@@ -31,14 +31,14 @@ def finished_job(project, status, *, days_ago, **fields):
         project=project, kind="overlay" if status == "complete" else "multi_clip", status=status, **fields
     )
     ExportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=days_ago))
-    store = store_from_settings()
+    store = object_store()
     for name in ALL:
         store.write_bytes(job_key(str(job.pk), name), b"x")
     return job
 
 
 def present(job):
-    store = store_from_settings()
+    store = object_store()
     return {name for name in ALL if store.size(job_key(str(job.pk), name)) is not None}
 
 
@@ -73,14 +73,14 @@ def test_it_deletes_old_records_and_failed_outputs_but_never_a_working_videos_ob
     )
     recent = finished_job(ExportJobFactory().project, ExportStatus.CANCELLED, days_ago=1)
     active = ExportJobFactory(project=project, kind="framing_ai", status=ExportStatus.PROCESSING)
-    store_from_settings().write_bytes(job_key(str(active.pk), "progress.json"), b"x")
+    object_store().write_bytes(job_key(str(active.pk), "progress.json"), b"x")
 
     report = prune("--retention-days", "30")
 
     assert present(complete) == {"output.mp4"}
     assert present(failed) == set()
     assert present(recent) == set(ALL)
-    assert store_from_settings().size(job_key(str(active.pk), "progress.json")) == 1
+    assert object_store().size(job_key(str(active.pk), "progress.json")) == 1
     assert present(guarded) == {"output.mp4"}
     assert report["kept_in_use"] == [job_key(str(guarded.pk), "output.mp4")]
     assert report["jobs_pruned"] == 3
@@ -96,7 +96,7 @@ def test_a_dry_run_deletes_nothing(project):
 
 
 def test_it_reports_orphans_and_working_videos_whose_object_is_missing(project):
-    store_from_settings().write_bytes("exports/00000000-0000-0000-0000-00000000dead/output.mp4", b"x")
+    object_store().write_bytes("exports/00000000-0000-0000-0000-00000000dead/output.mp4", b"x")
     job = ExportJobFactory(project=project, status=ExportStatus.COMPLETE, progress=100)
     video = WorkingVideo.objects.create(
         project=project, export_job=job, media=job_key(str(job.pk), "output.mp4"), duration=1, width=2, height=2, size=1

@@ -10,9 +10,9 @@ from exports import services
 from exports.executor import get_executor
 from exports.models import ErrorReason, ExportJob, ExportStatus, WorkingVideo
 from exports.services import Outcome
-from modal_jobs.backends import store_from_settings
+from exports.storage import object_store
 from modal_jobs.executors import CallStatus
-from modal_jobs.store import job_key
+from modal_jobs.records import job_key
 
 from ..factories import ExportJobFactory
 from ..helpers import reconcile, reconcile_until_finished, start
@@ -50,7 +50,7 @@ def test_the_completion_on_the_timeline_says_which_encoder_rendered(executor, pr
 
 def test_progress_comes_from_the_worker_record_and_never_goes_backwards(executor, project, clip, eager_checks):
     job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "a" * 32)
-    store = store_from_settings()
+    store = object_store()
     now = timezone.now()
 
     def write(percent, seconds):
@@ -59,7 +59,6 @@ def test_progress_comes_from_the_worker_record_and_never_goes_backwards(executor
             "stage": "rendering",
             "message": f"{percent}%",
             "call_id": job.call_id,
-            "sequence": seconds,
             "worker_time": (now + timedelta(seconds=seconds)).isoformat(),
         }
         store.write_bytes(job_key(str(job.pk), "progress.json"), json.dumps(record).encode())
@@ -120,7 +119,7 @@ def test_an_expired_call_without_a_result_is_lost_after_the_window(executor, pro
     executor.inner.result_ttl_seconds = 0.2
     job = start(project, clip)
     executor_says(job, CallStatus.EXPIRED)
-    store_from_settings().delete(job_key(str(job.pk), "result.json"))
+    object_store().delete(job_key(str(job.pk), "result.json"))
     assert reconcile(job) in (Outcome.UNCHANGED, Outcome.PROGRESSED)
     assert reconcile(job, now=timezone.now() + THREE_HOURS) is Outcome.LOST
 

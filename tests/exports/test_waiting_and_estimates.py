@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from exports import services
 from exports.models import ExportStatus
-from modal_jobs.backends import store_from_settings
-from modal_jobs.store import job_key
+from exports.storage import object_store
+from modal_jobs.records import job_key
 
 from ..factories import ExportJobFactory
 
@@ -56,11 +56,10 @@ def write_progress(job, *, remaining_seconds, seconds_ago: float, percent=40):
         "stage": "rendering",
         "message": "Rendering",
         "call_id": job.call_id,
-        "sequence": 7,
         "worker_time": (timezone.now() - timedelta(seconds=seconds_ago)).isoformat(),
         "remaining_seconds": remaining_seconds,
     }
-    store_from_settings().write_bytes(job_key(str(job.pk), "progress.json"), json.dumps(record).encode())
+    object_store().write_bytes(job_key(str(job.pk), "progress.json"), json.dumps(record).encode())
 
 
 def test_every_look_shows_the_workers_estimate_counted_down_to_that_moment(

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from modal_jobs.media import generate_test_clip, probe, run_ffmpeg
+from modal_jobs.records import job_key
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION
-from modal_jobs.store import FileSystemStore, job_key
+from modal_jobs.store import FileSystemStore
 
 from ..conftest import make_bucket
 

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def poll_until_final(backend, call_id, timeout=120.0):
-    return wait_for(lambda: (state := backend.poll(call_id)).is_final and state, timeout=timeout, what="a final state")
+    return wait_for(
+        lambda: (state := backend.poll(call_id)).status is not CallStatus.RUNNING and state,
+        timeout=timeout,
+        what="a final state",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +96,8 @@ def test_a_call_runs_the_export_and_returns_the_workers_result(make_backend, sho
     assert call_id.startswith("local-")
     state = poll_until_final(backend, call_id)
     assert state.status is CallStatus.SUCCEEDED
-    assert state.result["job_id"] == payload["job_id"]
-    assert probe(store.path(state.result["output_key"])).duration == pytest.approx(1.0, abs=0.1)
+    assert state.result.job_id == payload["job_id"]
+    assert probe(store.path(state.result.output_key)).duration == pytest.approx(1.0, abs=0.1)
 
 
 def test_a_call_completes_after_the_spawners_whole_process_group_is_killed(make_backend, slow_payload, monkeypatch):

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from modal_jobs.store import S3Store, job_key
+from modal_jobs.records import job_key
+from modal_jobs.store import S3Store
 
 from ..processes import children, command_names, is_alive, wait_for
 from .conftest import add_input, make_payload

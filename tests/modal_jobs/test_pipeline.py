@@ -7,6 +7,7 @@ import av
 import pytest
 
 from modal_jobs.media import probe
+from modal_jobs.records import job_key
 from modal_jobs.schema import (
     MAX_CLIPS,
     MAX_HEIGHT,
@@ -16,7 +17,6 @@ from modal_jobs.schema import (
     ClipFacts,
     validate_params,
 )
-from modal_jobs.store import job_key
 from modal_jobs.worker import run_export
 
 from .conftest import add_input, make_payload

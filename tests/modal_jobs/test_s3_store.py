@@ -6,7 +6,8 @@ import pytest
 
 from modal_jobs.media import probe
 from modal_jobs.progress import ProgressReporter
-from modal_jobs.store import S3Store, job_key, store_from_config
+from modal_jobs.records import job_key
+from modal_jobs.store import S3Store, store_from_config
 from modal_jobs.worker import run_export
 
 from .conftest import make_payload

@@ -10,33 +10,7 @@ import pytest
 
 from projects import services
 
-from ..conftest import make_bucket
-
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def s3_storage(settings, s3_endpoint):
-    bucket = make_bucket(s3_endpoint)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": s3_endpoint,
-                "access_key": "test",
-                "secret_key": "test",
-                "region_name": "us-east-1",
-                "signature_version": "s3v4",
-                "addressing_style": "path",
-                "default_acl": None,
-                "file_overwrite": False,
-                "querystring_expire": 300,
-            },
-        },
-    }
-    return bucket
 
 
 def test_the_owner_is_redirected_to_a_presigned_url_that_serves_the_clip(s3_storage, owner_client, project, video_path):

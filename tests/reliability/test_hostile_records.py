@@ -12,9 +12,9 @@ import pytest
 
 from exports import services
 from exports.models import ExportJob, ExportStatus, Trigger
-from modal_jobs.backends import store_from_settings
+from exports.storage import object_store
 from modal_jobs.executors import CallStatus
-from modal_jobs.store import job_key
+from modal_jobs.records import job_key
 from testing_support.faults import FailingReads
 
 from ..factories import ExportJobFactory
@@ -32,7 +32,6 @@ def good_record(**changes) -> dict:
         "stage": "rendering",
         "message": "Rendering 3 of 10 s",
         "call_id": CALL_ID,
-        "sequence": 7,
         "worker_time": datetime.now(UTC).isoformat(),
     } | changes
 
@@ -48,7 +47,7 @@ def job(settings, tmp_path):
 
 
 def write(job, raw: bytes) -> None:
-    store_from_settings().write_bytes(job_key(str(job.pk), "progress.json"), raw)
+    object_store().write_bytes(job_key(str(job.pk), "progress.json"), raw)
 
 
 def look(job) -> ExportJob:
@@ -87,7 +86,7 @@ def test_out_of_range_percentages_are_clamped_and_never_go_backwards(job, percen
 def test_hostile_text_is_truncated_and_a_forged_call_id_is_not_adopted(job):
     pending = ExportJobFactory(project=job.project, kind="overlay")
     record = good_record(stage="s" * 1000, message="m" * 1000, call_id="../../etc/passwd")
-    store_from_settings().write_bytes(job_key(str(pending.pk), "progress.json"), json.dumps(record).encode())
+    object_store().write_bytes(job_key(str(pending.pk), "progress.json"), json.dumps(record).encode())
     after = look(pending)
     assert (len(after.stage), len(after.message)) == (64, 500)
     assert (after.status, after.call_id) == (ExportStatus.PENDING, "")
@@ -145,7 +144,7 @@ def test_a_progress_record_that_is_no_file_never_jams_the_job(
     succeeded(executor, job)
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps(good_record(percent=77, message="read from outside the store")))
-    put_in_place(store_from_settings().path(job_key(str(job.pk), "progress.json")), thing, secret)
+    put_in_place(object_store().path(job_key(str(job.pk), "progress.json")), thing, secret)
 
     active = within(20, lambda: owner_client.get("/api/exports/active/"))
     detail = within(20, lambda: owner_client.get(f"/api/exports/{job.pk}/"))
@@ -196,8 +195,8 @@ def test_a_job_whose_check_fails_is_counted_and_the_others_are_reconciled(
 
     failing, healthy = start(project, clip, "multi_clip"), start(project, clip, "overlay")
     succeeded(executor, failing, healthy)
-    store = FailingReads(store_from_settings(), str(failing.pk), RuntimeError("the store broke"))
-    monkeypatch.setattr(records, "store_from_settings", lambda: store)
+    store = FailingReads(object_store(), str(failing.pk), RuntimeError("the store broke"))
+    monkeypatch.setattr(records, "object_store", lambda: store)
     output = io.StringIO()
 
     with pytest.raises(CommandError, match="The check of 1 job"):

@@ -4,8 +4,9 @@ import pytest
 
 from exports import services
 from exports.models import ErrorReason, ExportStatus, WorkingVideo
-from modal_jobs.backends import store_from_settings
-from modal_jobs.store import job_key
+from exports.storage import object_store
+from modal_jobs.executors import CallStatus
+from modal_jobs.records import job_key
 
 from ..helpers import reconcile_until_finished, start
 from ..processes import wait_for
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_an_upload_that_fails_ends_the_job_as_failed_with_the_reason(executor, project, clip, eager_checks):
     job = start(project, clip)
     # A folder where the output object must go: the store cannot write it (a real OS error, even as root).
-    store_from_settings().path(job_key(str(job.pk), "output.mp4")).mkdir(parents=True)
+    object_store().path(job_key(str(job.pk), "output.mp4")).mkdir(parents=True)
 
     reconcile_until_finished(job, timeout=60)
 
@@ -27,8 +28,8 @@ def test_an_upload_that_fails_ends_the_job_as_failed_with_the_reason(executor, p
 
 def test_a_success_whose_output_is_missing_is_not_finalized(executor, project, clip, eager_checks):
     job = start(project, clip)
-    wait_for(lambda: executor.inner.poll(job.call_id).is_final, what="the call to end")
-    store_from_settings().delete(job_key(str(job.pk), "output.mp4"))  # lost from the bucket
+    wait_for(lambda: executor.inner.poll(job.call_id).status is not CallStatus.RUNNING, what="the call to end")
+    object_store().delete(job_key(str(job.pk), "output.mp4"))  # lost from the bucket
 
     services.reconcile_job(job, trigger="view")
 

@@ -92,6 +92,8 @@ class BrowserSession:
         page.goto(f"{self.server.url}/projects/")
         page.click("text=Demo project")
         page.wait_for_selector("#export-forms")
+        # The forms are parsed before their deferred scripts run: a click before then submits them natively.
+        page.wait_for_load_state("domcontentloaded")
 
     def own_errors(self) -> list[str]:
         """Console errors of the page itself; failed connections the browser logs while a server is away are not."""

@@ -30,17 +30,18 @@ from projects.models import Project
 from . import records, services
 from .executor import Budget, get_executor
 from .models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
+from .reconcile import Outcome, reconcile_jobs
 
 ADMIN_EXECUTOR_BUDGET_SECONDS = 2.0
 # How each reconciliation outcome is reported to the admin who asked for it.
 OUTCOME_LEVELS = {
-    services.Outcome.COMPLETED: messages.SUCCESS,
-    services.Outcome.CANCELLED: messages.SUCCESS,
-    services.Outcome.FAILED: messages.WARNING,
-    services.Outcome.TIMED_OUT: messages.WARNING,
-    services.Outcome.LOST: messages.WARNING,
-    services.Outcome.UNAVAILABLE: messages.ERROR,
-    services.Outcome.ERROR: messages.ERROR,
+    Outcome.COMPLETED: messages.SUCCESS,
+    Outcome.CANCELLED: messages.SUCCESS,
+    Outcome.FAILED: messages.WARNING,
+    Outcome.TIMED_OUT: messages.WARNING,
+    Outcome.LOST: messages.WARNING,
+    Outcome.UNAVAILABLE: messages.ERROR,
+    Outcome.ERROR: messages.ERROR,
 }
 
 
@@ -308,7 +309,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     def _reconcile(self, jobs) -> list:
         """The admin's one way to reconcile (the action and the job page's button): as everyone does, as an admin."""
         budget = Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS * 5)
-        return [services.reconcile_job(job, trigger=Trigger.ADMIN, budget=budget) for job in jobs]
+        return [outcome for _, outcome in reconcile_jobs(jobs, trigger=Trigger.ADMIN, budget=budget)]
 
     def logs_view(self, request, job_id):
         if not self.has_view_permission(request):

@@ -13,6 +13,7 @@ from projects.views import get_project_for_user
 from . import services
 from .executor import Budget
 from .models import ExportJob, Trigger
+from .reconcile import reconcile_job, reconcile_jobs
 from .serializers import serialize_job
 
 
@@ -59,14 +60,16 @@ def refusal_response(error: Exception, *, invalid: str) -> JsonResponse:
 
 @api_view("GET")
 def active_exports(request):
-    services.reconcile_owner_jobs(request.user, trigger=Trigger.VIEW)
+    reconcile_jobs(
+        ExportJob.objects.started_by(request.user).to_reconcile(), trigger=Trigger.VIEW, budget=Budget.for_request()
+    )
     return JsonResponse({"jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(request.user)]})
 
 
 @api_view("GET")
 def export_detail(request, job_id):
     job = get_job_for_user(request.user, job_id)
-    services.reconcile_job(job, trigger=Trigger.VIEW, budget=Budget(settings.EXPORTS_REQUEST_BUDGET_SECONDS))
+    reconcile_job(job, trigger=Trigger.VIEW, budget=Budget.for_request())
     return job_response(job)
 
 

@@ -27,9 +27,10 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
-from . import services
 from .broadcast import user_group
+from .executor import Budget
 from .models import ACTIVE_STATUSES, TRAY_RETENTION, TRAY_SIZE, ExportJob, Trigger
+from .reconcile import reconcile_jobs
 from .serializers import serialize_job
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
     try:
         if not get_user.func(scope).is_authenticated:
             return None
-        jobs = ExportJob.objects.started_by(user).filter(pk__in=job_ids)
-        return [job.pk for job in services.reconcile_jobs(jobs, trigger=Trigger.CONSUMER)]
+        jobs = ExportJob.objects.started_by(user).to_reconcile().filter(pk__in=job_ids)
+        checked = reconcile_jobs(jobs, trigger=Trigger.CONSUMER, budget=Budget.for_request())
+        return [job.pk for job, _ in checked if job.is_active]
     finally:
         close_old_connections()
 

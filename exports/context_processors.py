@@ -1,6 +1,7 @@
-from .models import ExportJob
+from .executor import Budget
+from .models import ExportJob, Trigger
+from .reconcile import reconcile_jobs
 from .serializers import blank_bar, serialize_job
-from .services import reconcile_owner_jobs
 
 TRAY_STATE_COOKIE = "export_tray"
 TRAY_STATES = {"open", "collapsed"}
@@ -11,7 +12,7 @@ def export_tray(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated or request.path.startswith(("/api/", "/admin/")):
         return {}
-    reconcile_owner_jobs(user)
+    reconcile_jobs(ExportJob.objects.started_by(user).to_reconcile(), trigger=Trigger.VIEW, budget=Budget.for_request())
     return {
         "tray_jobs": [serialize_job(job) for job in ExportJob.objects.tray_of(user)],
         # Drawn into the tray's <template>: the bar exports.js clones for a job the page did not render.

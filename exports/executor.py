@@ -33,6 +33,11 @@ class Budget:
     def __init__(self, seconds: float):
         self.deadline = time.monotonic() + seconds
 
+    @classmethod
+    def for_request(cls) -> Budget:
+        """What one page, API request or socket tick may spend: EXPORTS_REQUEST_BUDGET_SECONDS."""
+        return cls(settings.EXPORTS_REQUEST_BUDGET_SECONDS)
+
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 

@@ -25,6 +25,13 @@ class ExportStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (ExportStatus.PENDING, ExportStatus.PROCESSING)
 TERMINAL_STATUSES = (ExportStatus.COMPLETE, ExportStatus.ERROR, ExportStatus.CANCELLED)
+# The allowed transitions: the statuses a job may move to each status from (a condition of every transition).
+ALLOWED_SOURCES = {
+    ExportStatus.PROCESSING: (ExportStatus.PENDING,),
+    ExportStatus.COMPLETE: ACTIVE_STATUSES,
+    ExportStatus.ERROR: ACTIVE_STATUSES,
+    ExportStatus.CANCELLED: ACTIVE_STATUSES,
+}
 
 
 class ErrorReason(models.TextChoices):
@@ -75,6 +82,10 @@ class ExportJobQuerySet(models.QuerySet):
 
     def terminal(self):
         return self.filter(status__in=TERMINAL_STATUSES)
+
+    def to_reconcile(self):
+        """The active ones, with the project that applying an outcome reads."""
+        return self.active().select_related("project")
 
     def owned_by(self, user):
         """The user's jobs as they see them: a deleted project's jobs are gone with it."""
@@ -215,6 +226,21 @@ class ExportJob(models.Model):
         if self.status not in ACTIVE_STATUSES or self.remaining_seconds is None or self.progress_at is None:
             return None
         return max(0.0, self.remaining_seconds - max(0.0, (now - self.progress_at).total_seconds()))
+
+    def is_stale(self, now) -> bool:
+        """No sign of life (heartbeat, start, creation) for EXPORTS_STALE_WINDOW_MINUTES."""
+        last_sign_of_life = self.heartbeat_seen_at or self.started_at or self.created_at
+        return now - last_sign_of_life > timedelta(minutes=settings.EXPORTS_STALE_WINDOW_MINUTES)
+
+    def lost_message(self, call_status: str | None) -> str:
+        """Why a stale job is lost: it never started (no call), or its executor no longer vouches for the call."""
+        window = f"{settings.EXPORTS_STALE_WINDOW_MINUTES:g} minutes"
+        if call_status is None:
+            return f"The export never started: no call id and no progress for {window}."
+        return (
+            f"The executor no longer knows this call ({call_status}), there is no result, "
+            f"and no heartbeat for {window}."
+        )
 
     def finish_time(self, reported, *, now):
         """

@@ -1,13 +1,19 @@
-"""Storage hygiene for exports: delete what finished jobs no longer need, report what does not add up."""
+"""
+Storage hygiene for exports: delete what finished jobs and deleted projects no longer need, report what
+does not add up.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 
 from modal_jobs.records import OUTPUT, RECORDS, job_key
+from projects.models import Project
 
 from .models import ExportJob, ExportStatus, WorkingVideo
 from .storage import object_store
@@ -61,3 +67,24 @@ def prune_exports(*, retention_days: float, dry_run: bool = False, now=None) -> 
     except Exception as error:
         report.errors.append(f"listing the store: {error}")
     return report
+
+
+def purge_project_if_idle(project: Project) -> bool:
+    """Delete a deleted project's rows and stored objects once none of its exports is active."""
+    if project.deleted_at is None or ExportJob.objects.active().filter(project=project).exists():
+        return False
+    clip_names = [clip.media.name for clip in project.clips.all()]
+    job_ids = list(ExportJob.objects.filter(project=project).values_list("pk", flat=True))
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk, deleted_at__isnull=False).delete()
+    for name in clip_names:
+        default_storage.delete(name)
+    store = object_store()
+    for job_id in job_ids:
+        for name in (*RECORDS, OUTPUT):
+            store.delete(job_key(str(job_id), name))
+    return True
+
+
+def purge_deleted_projects() -> int:
+    return sum(purge_project_if_idle(project) for project in Project.objects.deleted())

@@ -187,7 +187,7 @@ LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
 LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS", default=4 * 3600)
 MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
 
-# Reconciliation (see exports/services.py). The two intervals bound how often
+# Reconciliation (see exports/reconcile.py). The two intervals bound how often
 # anyone, however many tabs, sockets, processes and commands look, reads a
 # job's progress record and asks the executor about it.
 EXPORTS_PROGRESS_INTERVAL_SECONDS = env.float("EXPORTS_PROGRESS_INTERVAL_SECONDS", default=1.0)

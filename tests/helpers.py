@@ -4,6 +4,7 @@ import json
 
 from exports import services
 from exports.models import Trigger
+from exports.reconcile import reconcile_job
 
 from .processes import wait_for
 
@@ -25,7 +26,7 @@ def start(project, clip, kind="multi_clip", *, end=1.0):
 def reconcile(job, **options):
     """Reconcile `job` as a look at it would, from the database's current row; the outcome."""
     job.refresh_from_db()
-    return services.reconcile_job(job, trigger=Trigger.VIEW, **options)
+    return reconcile_job(job, trigger=Trigger.VIEW, **options)
 
 
 def reconcile_until_finished(job, timeout=90):

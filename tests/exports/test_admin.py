@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from exports.executor import get_executor
 from exports.models import ErrorReason, ExportJob, ExportJobEvent, ExportKind, ExportStatus, Trigger
+from exports.reconcile import reconcile_job
 from modal_jobs.executors import CallStatus
 from projects.models import Project
 
@@ -206,7 +207,6 @@ def failed_call(executor, project, clip, eager_checks):
 def test_reconcile_now_is_offered_beside_the_live_answer_only_while_it_disagrees_with_the_job(
     staff_client, finished_call
 ):
-    from exports import services
 
     client, _ = staff_client
     page = client.get(change_url(finished_call)).content.decode()
@@ -215,7 +215,7 @@ def test_reconcile_now_is_offered_beside_the_live_answer_only_while_it_disagrees
     assert f'<form id="reconcile-now" method="post" action="{reconcile_url(finished_call)}">' in page
     assert ExportJob.objects.get(pk=finished_call.pk).status == ExportStatus.PROCESSING  # looking changed nothing
 
-    services.reconcile_job(finished_call, trigger=Trigger.VIEW)  # now both say it is over
+    reconcile_job(finished_call, trigger=Trigger.VIEW)  # now both say it is over
     page = client.get(change_url(finished_call)).content.decode()
     assert "<strong>succeeded</strong>" in page
     assert RECONCILE_BUTTON not in page and "the job is still" not in page

@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.db import connection
 
-from exports import services
+from exports import reconcile, services
 from exports.models import ExportJob, ExportJobEvent, ExportStatus, Trigger, WorkingVideo
 
 from ..helpers import start
@@ -44,13 +44,13 @@ def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_cal
     job = finished_call
 
     outcomes = race(
-        lambda: services.reconcile_job(
+        lambda: reconcile.reconcile_job(
             ExportJob.objects.select_related("project").get(pk=job.pk), trigger=Trigger.COMMAND
         )
     )
 
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)], outcomes
-    assert outcomes.count(services.Outcome.COMPLETED) == 1
+    assert outcomes.count(reconcile.Outcome.COMPLETED) == 1
     assert WorkingVideo.objects.filter(export_job_id=job.pk).count() == 1
     assert ExportJobEvent.objects.filter(job_id=job.pk, kind="completed").count() == 1
     completions = [message for message in owner_broadcasts.drain() if message["job"]["status"] == "complete"]

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from exports import services
+from exports import reconcile
 from exports.executor import get_executor
 from exports.models import ExportJob, ExportStatus, WorkingVideo
 from modal_jobs.executors import CallStatus
@@ -56,7 +56,7 @@ def test_the_breaker_fails_fast_while_open(executor, project, clip, eager_checks
     job = start(project, clip)
     executor.fault = "down"
     for _ in range(3):
-        services.reconcile_job(job, trigger="view")
+        reconcile.reconcile_job(job, trigger="view")
     calls = executor.calls["poll"]
-    assert services.reconcile_job(job, trigger="view") is services.Outcome.UNAVAILABLE
+    assert reconcile.reconcile_job(job, trigger="view") is reconcile.Outcome.UNAVAILABLE
     assert executor.calls["poll"] == calls  # not even asked

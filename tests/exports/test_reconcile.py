@@ -1,4 +1,4 @@
-"""reconcile_job against the real local executor: every outcome of DESIGN.md's table."""
+"""reconcile_job against the real local executor: every outcome of docs/architecture.md's table."""
 
 import json
 from datetime import timedelta
@@ -9,7 +9,7 @@ from django.utils import timezone
 from exports import services
 from exports.executor import get_executor
 from exports.models import ErrorReason, ExportJob, ExportStatus, WorkingVideo
-from exports.services import Outcome
+from exports.reconcile import Outcome
 from exports.storage import object_store
 from modal_jobs.executors import CallStatus
 from modal_jobs.records import job_key

@@ -6,10 +6,10 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from exports import services
+from exports import reconcile
 from exports.executor import Budget, get_executor
 from exports.models import ExportJob, ExportStatus, Trigger
-from exports.services import Outcome
+from exports.reconcile import Outcome
 from projects.models import Project
 
 from ..factories import ExportJobFactory
@@ -30,14 +30,14 @@ def test_a_look_before_any_check_is_due_costs_no_query(executor, django_assert_n
     now = timezone.now()
     job = processing_job(progress_checked_at=now, executor_checked_at=now)
     with django_assert_num_queries(0):
-        assert services.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED
+        assert reconcile.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED
     assert executor.calls["poll"] == 0
 
 
 def test_one_update_claims_both_checks_when_both_are_due(executor, django_assert_num_queries):
     job = processing_job()
     with django_assert_num_queries(1):
-        assert services.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED
+        assert reconcile.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED
     assert executor.calls["poll"] == 1
     stored = ExportJob.objects.get(pk=job.pk)
     assert stored.progress_checked_at is not None
@@ -48,7 +48,7 @@ def test_checks_claimed_meanwhile_by_another_looker_are_not_done_again(executor)
     job = processing_job()
     now = timezone.now()
     ExportJob.objects.filter(pk=job.pk).update(progress_checked_at=now, executor_checked_at=now)  # another process
-    assert services.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED  # `job` still says never checked
+    assert reconcile.reconcile_job(job, trigger=Trigger.VIEW) is Outcome.UNCHANGED  # `job` still says never checked
     assert executor.calls["poll"] == 0
     assert ExportJob.objects.get(pk=job.pk).executor_checked_at == now
 
@@ -57,7 +57,7 @@ def test_only_the_due_check_is_claimed_when_the_other_is_not(executor, settings)
     settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS = 3600
     recently = timezone.now()
     job = processing_job(executor_checked_at=recently)
-    services.reconcile_job(job, trigger=Trigger.VIEW)
+    reconcile.reconcile_job(job, trigger=Trigger.VIEW)
     stored = ExportJob.objects.get(pk=job.pk)
     assert stored.progress_checked_at > recently
     assert stored.executor_checked_at == recently
@@ -68,7 +68,7 @@ def test_a_page_asks_the_executor_about_all_its_due_jobs_at_once(executor, owner
     """Five calls must be in flight together to get through the rendezvous; one after another, none would."""
     jobs = [processing_job(Project.objects.create(owner=owner, name=f"P{n}")) for n in range(5)]
     executor.fault, executor.rendezvous = "rendezvous", threading.Barrier(5)
-    checked = services.reconcile_each(
+    checked = reconcile.reconcile_jobs(
         ExportJob.objects.filter(pk__in=[job.pk for job in jobs]), trigger=Trigger.VIEW, budget=Budget(10)
     )
     assert sorted(outcome for _, outcome in checked) == [Outcome.UNCHANGED] * 5

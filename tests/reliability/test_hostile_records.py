@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from exports import services
+from exports import reconcile
 from exports.models import ExportJob, ExportStatus, Trigger
 from exports.storage import object_store
 from modal_jobs.executors import CallStatus
@@ -51,7 +51,7 @@ def write(job, raw: bytes) -> None:
 
 
 def look(job) -> ExportJob:
-    services.reconcile_job(ExportJob.objects.get(pk=job.pk), trigger=Trigger.VIEW)
+    reconcile.reconcile_job(ExportJob.objects.get(pk=job.pk), trigger=Trigger.VIEW)
     return ExportJob.objects.get(pk=job.pk)
 
 

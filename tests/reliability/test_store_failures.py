@@ -2,7 +2,7 @@
 
 import pytest
 
-from exports import services
+from exports import reconcile
 from exports.models import ErrorReason, ExportStatus, WorkingVideo
 from exports.storage import object_store
 from modal_jobs.executors import CallStatus
@@ -31,7 +31,7 @@ def test_a_success_whose_output_is_missing_is_not_finalized(executor, project, c
     wait_for(lambda: executor.inner.poll(job.call_id).status is not CallStatus.RUNNING, what="the call to end")
     object_store().delete(job_key(str(job.pk), "output.mp4"))  # lost from the bucket
 
-    services.reconcile_job(job, trigger="view")
+    reconcile.reconcile_job(job, trigger="view")
 
     job.refresh_from_db()
     assert (job.status, job.error_message) == (

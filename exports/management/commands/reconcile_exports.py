@@ -1,13 +1,13 @@
-"""Reconcile every active export with its executor: cron-friendly, idempotent, the same reconcile_job as views."""
+"""Reconcile every active export with its executor: cron-friendly, idempotent, the same reconcile_jobs as views."""
 
 import json
 import logging
-import queue
 import signal
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,42 +16,29 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
-from exports import services
 from exports.models import ExportJob, Trigger
-from exports.services import Outcome
+from exports.pruning import purge_deleted_projects
+from exports.reconcile import Outcome, reconcile_jobs
 
 logger = logging.getLogger(__name__)
 
-
+# A batch whose database work failed (the database is everyone's: reconcile_jobs lets its errors out).
 CRASHED = "crashed"
-
-
 DATABASE_THREADS = 4
 
 
 def reconcile_batch(job_ids: list, *, dry_run: bool) -> Counter:
-    """
-    Reconcile a batch with its executor calls in flight at once. Should that
-    crash, the jobs are done again one by one, so that one bad job is counted
-    and logged and ends no other job's check.
-    """
-    jobs = list(ExportJob.objects.select_related("project").filter(pk__in=job_ids))
-    outcomes = Counter({Outcome.TERMINAL: len(job_ids) - len(jobs)})  # deleted since the pass listed them
+    """Reconcile a batch with its executor calls in flight at once, on this thread's own connection."""
     try:
-        outcomes.update(
-            outcome for _, outcome in services.reconcile_each(jobs, trigger=Trigger.COMMAND, dry_run=dry_run)
-        )
+        jobs = list(ExportJob.objects.select_related("project").filter(pk__in=job_ids))
+        outcomes = Counter({Outcome.TERMINAL: len(job_ids) - len(jobs)})  # deleted since the pass listed them
+        outcomes.update(outcome for _, outcome in reconcile_jobs(jobs, trigger=Trigger.COMMAND, dry_run=dry_run))
         return outcomes
     except Exception:
-        logger.exception("Reconciling a batch of %d jobs crashed; checking them one by one", len(jobs))
-    for job in jobs:
-        job.refresh_from_db()
-        try:
-            outcomes[services.reconcile_job(job, trigger=Trigger.COMMAND, dry_run=dry_run)] += 1
-        except Exception:
-            logger.exception("Reconciling job %s crashed", job.pk)
-            outcomes[CRASHED] += 1
-    return outcomes
+        logger.exception("Reconciling a batch of %d jobs crashed", len(job_ids))
+        return Counter({CRASHED: len(job_ids)})
+    finally:
+        connection.close()
 
 
 def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
@@ -59,32 +46,13 @@ def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
     Keep up to `concurrency` executor calls in flight: a few database threads,
     each reconciling a batch of concurrency / threads jobs at a time.
     """
-    threads_wanted = min(DATABASE_THREADS, concurrency, len(job_ids))
-    batch_size = max(1, min(concurrency // max(1, threads_wanted), len(job_ids) // max(1, threads_wanted)))
-    pending = queue.SimpleQueue()
-    for start in range(0, len(job_ids), batch_size):
-        pending.put(job_ids[start : start + batch_size])
+    threads = max(1, min(DATABASE_THREADS, concurrency, len(job_ids)))
+    batch_size = max(1, min(concurrency // threads, len(job_ids) // threads))
+    batches = [job_ids[start : start + batch_size] for start in range(0, len(job_ids), batch_size)]
     outcomes = Counter()
-    lock = threading.Lock()
-
-    def work() -> None:
-        try:
-            while True:
-                try:
-                    batch = pending.get_nowait()
-                except queue.Empty:
-                    return
-                counted = reconcile_batch(batch, dry_run=dry_run)
-                with lock:
-                    outcomes.update(counted)
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [threading.Thread(target=work, name=f"reconcile-{n}") for n in range(threads_wanted)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reconcile") as pool:
+        for counted in pool.map(lambda batch: reconcile_batch(batch, dry_run=dry_run), batches):
+            outcomes.update(counted)
     return +outcomes  # drop zero counts
 
 
@@ -141,7 +109,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         job_ids = self.select_jobs(options)
         outcomes = reconcile_all(job_ids, concurrency=options["concurrency"], dry_run=options["dry_run"])
-        purged = 0 if options["dry_run"] else services.purge_deleted_projects()
+        purged = 0 if options["dry_run"] else purge_deleted_projects()
         summary = {
             "checked": len(job_ids),
             "seconds": round(time.monotonic() - started, 3),

@@ -35,6 +35,7 @@ from pathlib import Path
 from bench.common import BENCH_DATA
 from modal_jobs.eta import RemainingTime
 from modal_jobs.executors import CallStatus
+from modal_jobs.schema import KINDS
 
 FROM_PERCENT = 20
 MIN_TRUE_SECONDS = 5.0
@@ -43,7 +44,6 @@ WIDTH, HEIGHT = 640, 360
 SEED_SECONDS = 20
 CLIP_SECONDS = (160, 80, 80)  # the first clip is long enough for the single-clip kinds on its own
 MULTI_CLIP_SECONDS = 80  # of each clip: 240 s in all
-KINDS = ("multi_clip", "framing_ai", "overlay")
 RENDER_TIMEOUT_SECONDS = 600
 REPLAY_TOLERANCE_SECONDS = 0.2  # the worker rounds to 0.1 s, and its clock is monotonic, not worker_time
 RING = {"x": 0.5, "y": 0.5, "radius": 0.1, "color": "#FFD400"}

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 
 from exports_project.errors import json_error
 from exports_project.http import InvalidBody, api_view, json_body
-from modal_jobs.schema import InvalidParams
+from modal_jobs.schema import KINDS, InvalidParams
 from projects.models import Clip, Project
 from projects.views import get_project_for_user
 
@@ -34,7 +34,7 @@ def start_export(request, project_id):
         body = json_body(request)
         kind, params = body.get("kind"), body.get("params", {})
         if not isinstance(kind, str):
-            raise InvalidParams({"kind": "kind is required: multi_clip, framing_ai or overlay"})
+            raise InvalidParams({"kind": f"kind is required: one of {', '.join(KINDS)}"})
         unknown = sorted(set(body) - {"kind", "params"})
         if unknown:
             raise InvalidParams({key: "unknown field" for key in unknown})

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from .schema import KINDS
 from .store import open_regular_file
 
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CALL_ID_PATTERN = re.compile(r"^local-[0-9a-f]{32}$")
-KINDS = ("multi_clip", "framing_ai", "overlay")
 # How long after SIGTERM a worker is SIGKILLed (cancel, time limit).
 KILL_GRACE_SECONDS = 5.0
 # State files are a few hundred bytes; return.json holds the worker's result.

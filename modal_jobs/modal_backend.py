@@ -26,16 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from .schema import KINDS
 
 logger = logging.getLogger(__name__)
 
 # Export kind -> name of its function in the deployed app. The one place both
 # this backend and modal_app.py read, so the two cannot disagree.
-FUNCTION_NAMES: dict[str, str] = {
-    "multi_clip": "export_multi_clip",
-    "framing_ai": "export_framing_ai",
-    "overlay": "export_overlay",
-}
+FUNCTION_NAMES: dict[str, str] = {kind: f"export_{kind}" for kind in KINDS}
 LOG_TAIL_ENTRIES = 200
 CALL_ID_PATTERN = re.compile(r"^fc-[A-Za-z0-9]{1,64}$")
 

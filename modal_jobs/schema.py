@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PAYLOAD_SCHEMA_VERSION = 1
+# The export kinds, the one list: the web app's ExportKind, both backends and the Modal app follow it.
 KINDS = ("multi_clip", "framing_ai", "overlay")
 
 MAX_CLIPS = 50
@@ -158,11 +159,7 @@ class OverlayParams(Strict):
     highlights: list[Highlight] = Field(min_length=1, max_length=MAX_HIGHLIGHTS)
 
 
-PARAMS_MODELS: dict[str, type[Strict]] = {
-    "multi_clip": MultiClipParams,
-    "framing_ai": FramingParams,
-    "overlay": OverlayParams,
-}
+PARAMS_MODELS: dict[str, type[Strict]] = dict(zip(KINDS, (MultiClipParams, FramingParams, OverlayParams), strict=True))
 
 
 def clip_ids(kind: str, params: Mapping[str, Any]) -> list[int]:
@@ -349,7 +346,7 @@ class ExportPayload(BaseModel):
 
     schema_version: Literal[1]
     job_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-    kind: Literal["multi_clip", "framing_ai", "overlay"]
+    kind: Literal[KINDS]
     params: dict[str, Any]
     inputs: dict[str, ExportInput]
 

@@ -119,3 +119,9 @@ def test_a_deleted_projects_jobs_are_hidden_from_their_owner_but_still_counted_a
     assert list(ExportJob.objects.owned_by(shown.owner)) == [shown]
     assert set(ExportJob.objects.started_by(shown.owner)) == {shown, hidden}
     assert [job.pk for job in ExportJob.objects.tray_of(shown.owner)] == [shown.pk]
+
+
+def test_the_web_apps_export_kinds_are_the_worker_sides_one_list():
+    from modal_jobs.schema import KINDS
+
+    assert tuple(ExportKind.values) == KINDS

@@ -340,7 +340,9 @@ class ExportJobAdmin(admin.ModelAdmin):
     def cancel_on_executor(self, request, queryset):
         jobs = list(queryset.active())
         for job in jobs:
-            services.cancel_export(job, trigger=Trigger.ADMIN, actor=request.user, budget=Budget(2))
+            services.cancel_export(
+                job, trigger=Trigger.ADMIN, actor=request.user, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS)
+            )
         self.message_user(request, f"Asked the executor to cancel {len(jobs)} job(s); they end once it confirms.")
 
     @admin.action(description="Retry as a new job", permissions=["change"])
@@ -355,7 +357,10 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark as error (and cancel the call)", permissions=["change"])
     def mark_as_error(self, request, queryset):
-        changed = sum(services.mark_as_error(job, actor=request.user, budget=Budget(2)) for job in queryset.active())
+        changed = sum(
+            services.mark_as_error(job, actor=request.user, budget=Budget(ADMIN_EXECUTOR_BUDGET_SECONDS))
+            for job in queryset.active()
+        )
         self.message_user(request, f"Marked {changed} job(s) as error.")
 
 

@@ -146,7 +146,6 @@ class LocalBackend:
                 "call_id": call_id,
                 "kind": kind,
                 "payload": payload,
-                "store": self.store_config,
                 "created_at": time.time(),
                 "executor": {
                     "root": str(self.root),

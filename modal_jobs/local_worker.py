@@ -88,7 +88,9 @@ def run(call_dir: Path) -> None:
 
     log_to_stderr()
     call = read_json(call_dir / "call.json")
-    result = run_export(call["payload"], store=store_from_config(call["store"]), call_id=call["call_id"])
+    result = run_export(
+        call["payload"], store=store_from_config(call["executor"]["store_config"]), call_id=call["call_id"]
+    )
     write_json_atomically(call_dir / "return.json", result)
 
 

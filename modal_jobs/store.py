@@ -48,9 +48,6 @@ class ObjectStore(Protocol):
     def size(self, key: str) -> int | None:
         """Return the object's size, or None when there is none."""
 
-    def modified_at(self, key: str) -> float | None:
-        """Return the object's modification time (store clock, epoch seconds), or None."""
-
     def delete(self, key: str) -> None:
         """Remove the object if it exists."""
 
@@ -133,12 +130,6 @@ class FileSystemStore:
         except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
         return found.st_size if stat.S_ISREG(found.st_mode) else None
-
-    def modified_at(self, key: str) -> float | None:
-        try:
-            return self.path(key).stat().st_mtime
-        except FileNotFoundError:
-            return None
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -254,10 +245,6 @@ class S3Store:
         head = self._head(key)
         return None if head is None else head["ContentLength"]
 
-    def modified_at(self, key: str) -> float | None:
-        head = self._head(key)
-        return None if head is None else head["LastModified"].timestamp()
-
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
@@ -284,5 +271,5 @@ def store_from_config(config: dict[str, Any]) -> ObjectStore:
     if config["type"] == "filesystem":
         return FileSystemStore(config["root"])
     if config["type"] == "s3":
-        return S3Store.from_environment({**os.environ, **config.get("environment", {})})
+        return S3Store.from_environment()
     raise ValueError(f"Unknown store type {config['type']!r}.")

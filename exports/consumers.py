@@ -5,7 +5,7 @@ On connect the user gets a snapshot of their jobs (the same QuerySet as the API
 and the tray) and a cursor; a client reconnecting with `?cursor=` also gets every
 job that changed since, because Channels delivers at most once and never
 replays. Changes then arrive as the owner's group messages. While the user has
-active jobs the consumer ticks and calls the same `reconcile_job` as views, on
+active jobs the consumer ticks and calls the same `reconcile_jobs` as views, on
 a thread pool of its own (never on the single thread database_sync_to_async
 uses), so a hanging executor cannot stall other sockets' database work.
 """

@@ -136,7 +136,7 @@ def render_traces(folder: Path) -> dict[str, Path]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"The {kind} render did not end (call {call_id}).")
             time.sleep(0.5)
-        if state.result is None or state.result.get("status") != "success":
+        if state.result is None or not state.result.succeeded:
             raise RuntimeError(f"The {kind} render failed: {state}")
         traces[kind] = folder / f"{kind}.progress.log"
         shutil.copyfile(store.path(job_key(payload["job_id"], "progress.log")), traces[kind])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from modal_jobs.media import ffmpeg_executable, probe
 from modal_jobs.pipeline import choose_encoder
+from modal_jobs.schema import KINDS
 
 RUNS = 3
 AUDIO = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000", "-ac", "2"]
@@ -98,7 +99,7 @@ def run() -> dict:
     clips = demo_clips()
     store = object_store()
     results = {}
-    for kind in ("multi_clip", "framing_ai", "overlay"):
+    for kind in KINDS:
         params = params_for(kind, clips)
         pipeline_seconds, hand_seconds = [], []
         for _ in range(RUNS):

@@ -24,7 +24,7 @@ seed: migrate
 	$(PY) manage.py seed_demo
 
 run: seed
-	$(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) exports_project.asgi:application
+	PORT=$(PORT) $(VENV)/bin/daphne -b 127.0.0.1 -p $(PORT) exports_project.asgi:application
 
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 chromium:

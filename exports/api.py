@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from exports_project.errors import json_error
 from exports_project.http import InvalidBody, api_view, json_body
@@ -10,10 +12,10 @@ from modal_jobs.schema import KINDS, InvalidParams
 from projects.models import Clip, Project
 from projects.views import get_project_for_user
 
-from . import services
+from . import events, services
 from .executor import Budget
 from .models import ExportJob, Trigger
-from .reconcile import reconcile_job, reconcile_jobs
+from .reconcile import reconcile_job, reconcile_jobs, take_event
 from .serializers import serialize_job
 
 
@@ -56,6 +58,17 @@ def refusal_response(error: Exception, *, invalid: str) -> JsonResponse:
     if isinstance(error, services.TooManyExports):
         return json_error(str(error), status=429)
     return json_error(str(error), status=409)
+
+
+@csrf_exempt
+@require_POST
+def worker_event(request, job_id):
+    """A signed event from the job's worker (not a browser endpoint: no session, no CSRF; see exports/events.py)."""
+    try:
+        job, event = events.receive(job_id, request.read(events.MAX_EVENT_BYTES + 1), request.headers)
+    except events.EventRefused as error:
+        return json_error(str(error), status=error.status)
+    return JsonResponse({"taken": True, "outcome": take_event(job, event)})
 
 
 @api_view("GET")

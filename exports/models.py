@@ -74,6 +74,7 @@ class Trigger(models.TextChoices):
     CONSUMER = "consumer", "A live-progress socket"
     COMMAND = "command", "reconcile_exports"
     ADMIN = "admin", "An admin"
+    WORKER = "worker", "The worker's event"
 
 
 class ExportJobQuerySet(models.QuerySet):
@@ -161,6 +162,9 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     progress_checked_at = models.DateTimeField(null=True, blank=True)
     executor_checked_at = models.DateTimeField(null=True, blank=True)
+    events_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last signed event from the worker; while they come, looks back off."
+    )
     # On the retried job, not the retry: serializing reads the id with no join (a reverse join made SQLite
     # scan the whole history on every tray query). Claimed by a conditional update as the retry is created.
     retried_as = models.OneToOneField(
@@ -288,6 +292,17 @@ class ExportJobEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} ({self.get_trigger_display()})"
+
+
+class WorkerEventReceipt(models.Model):
+    """A worker event taken, by its webhook-id: the same id again is a replay and is refused."""
+
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="+")
+    message_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "message_id"], name="workereventreceipt_once")]
 
 
 class WorkingVideo(models.Model):

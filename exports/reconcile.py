@@ -27,7 +27,8 @@ from django.utils import timezone
 
 from exports_project.http import isoformat
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable
-from modal_jobs.records import OUTPUT, ExportResult, job_key
+from modal_jobs.progress import HEARTBEAT_SECONDS
+from modal_jobs.records import OUTPUT, ExportResult, ProgressRecord, WorkerEvent, job_key
 
 from . import records
 from .broadcast import broadcast_job_on_commit
@@ -39,6 +40,7 @@ from .models import (
     ExportJob,
     ExportJobEvent,
     ExportStatus,
+    Trigger,
     WorkingVideo,
 )
 from .pruning import purge_project_if_idle
@@ -210,6 +212,16 @@ CHECK_INTERVALS = {
     "progress_checked_at": lambda: settings.EXPORTS_PROGRESS_INTERVAL_SECONDS,
     "executor_checked_at": lambda: settings.EXPORTS_EXECUTOR_INTERVAL_SECONDS,
 }
+# A worker sends a progress event at least every heartbeat: quieter than this, its events have stopped.
+EVENTS_QUIET = timedelta(seconds=HEARTBEAT_SECONDS * 1.5)
+
+
+def check_intervals(job: ExportJob, now) -> dict[str, float]:
+    """Seconds between checks of each kind: while the worker's events arrive, looks are only a safety net."""
+    intervals = {field: interval() for field, interval in CHECK_INTERVALS.items()}
+    if job.events_seen_at is not None and now - job.events_seen_at < EVENTS_QUIET:
+        return {field: max(seconds, settings.EXPORTS_EVENTS_BACKOFF_SECONDS) for field, seconds in intervals.items()}
+    return intervals
 
 
 def _claim_due_checks(job: ExportJob, now) -> set[str]:
@@ -221,7 +233,7 @@ def _claim_due_checks(job: ExportJob, now) -> set[str]:
     UPDATE claims both, and only if someone else got there first are they
     claimed one by one.
     """
-    cutoffs = {field: now - timedelta(seconds=interval()) for field, interval in CHECK_INTERVALS.items()}
+    cutoffs = {field: now - timedelta(seconds=seconds) for field, seconds in check_intervals(job, now).items()}
     due = [field for field, cutoff in cutoffs.items() if getattr(job, field) is None or getattr(job, field) <= cutoff]
     if len(due) > 1 and _claim(job, due, cutoffs, now):
         return set(due)
@@ -246,15 +258,20 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
         return False
     if dry_run:
         return record.worker_time != job.progress_at
+    return _store_progress(job, record, trigger=trigger, budget=budget, now=now)
+
+
+def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, now) -> bool:
+    """Put the record on the row if it is newer than what the row shows (percent never goes backwards)."""
     adopted = False
     if not job.call_id and record.call_id and get_executor().is_call_id(record.call_id):
         adopted = record_call_id(job, record.call_id, trigger=trigger, event=Event.CALL_ID_ADOPTED, budget=budget)
-    if record.worker_time == job.progress_at:
-        return adopted
+    if job.progress_at is not None and record.worker_time <= job.progress_at:
+        return adopted  # the same record, or an older one arriving late
     shown = min(record.percent, 99)  # 100 only once finalized
     changed = (
         ExportJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES)
-        .exclude(progress_at=record.worker_time)
+        .filter(Q(progress_at__isnull=True) | Q(progress_at__lt=record.worker_time))
         .update(
             progress=Greatest(F("progress"), shown),
             stage=record.stage,
@@ -372,3 +389,20 @@ def finalize(job: ExportJob, result: ExportResult, *, trigger) -> Outcome:
         return Outcome.UNCHANGED  # another reconciliation created the WorkingVideo first
     job.refresh_from_db()
     return Outcome.COMPLETED
+
+
+def take_event(job: ExportJob, event: WorkerEvent, *, now=None) -> Outcome:
+    """
+    A worker's event (exports/events.py checked it): its progress record or its result, taken by the
+    same rules as a look, so an event out of order, twice or after the job ended changes nothing wrong.
+    """
+    now = now or timezone.now()
+    ExportJob.objects.filter(pk=job.pk).update(events_seen_at=now)
+    job.events_seen_at = now
+    if job.status in TERMINAL_STATUSES:
+        return Outcome.TERMINAL
+    if event.record is not None:
+        stored = _store_progress(job, event.record, trigger=Trigger.WORKER, budget=None, now=now)
+        return Outcome.PROGRESSED if stored else Outcome.UNCHANGED
+    decision = decide(job, CallState.from_result(event.result.to_dict()), stored_result=None, now=now)
+    return _apply(job, decision, trigger=Trigger.WORKER)

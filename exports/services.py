@@ -22,6 +22,7 @@ from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, clip_ids, valid
 from projects.models import Clip, Project
 
 from .broadcast import broadcast_job_on_commit
+from .events import event_target
 from .executor import Budget, get_executor
 from .models import (
     ACTIVE_STATUSES,
@@ -138,6 +139,7 @@ def build_payload(job: ExportJob) -> dict:
             }
             for clip in clips
         },
+        "events": event_target(job),
     }
 
 

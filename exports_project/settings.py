@@ -192,6 +192,12 @@ MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
 # job's progress record and asks the executor about it.
 EXPORTS_PROGRESS_INTERVAL_SECONDS = env.float("EXPORTS_PROGRESS_INTERVAL_SECONDS", default=1.0)
 EXPORTS_EXECUTOR_INTERVAL_SECONDS = env.float("EXPORTS_EXECUTOR_INTERVAL_SECONDS", default=3.0)
+# Signed events from the worker (modal_jobs/events.py): the base URL it posts them to, which must reach this
+# app from wherever workers run (on Modal: the public URL). The embedded default is the local server
+# `make run` starts (PORT); empty turns events off, and jobs are then learned about by looking only.
+EXPORTS_EVENTS_URL = env.str("EXPORTS_EVENTS_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
+# While a job's events arrive, its record is read and its executor asked at most this often (a safety net).
+EXPORTS_EVENTS_BACKOFF_SECONDS = env.float("EXPORTS_EVENTS_BACKOFF_SECONDS", default=60.0)
 # A job the executor cannot vouch for, with no result and no heartbeat for this
 # long, is lost. Never applied while the executor says the call is running.
 EXPORTS_STALE_WINDOW_MINUTES = env.float("EXPORTS_STALE_WINDOW_MINUTES", default=60)

@@ -44,6 +44,7 @@ class ProgressReporter:
         throttle_seconds: float = THROTTLE_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        on_record: Callable[[ProgressRecord], None] | None = None,
     ):
         self.store = store
         self.job_id = job_id
@@ -52,6 +53,7 @@ class ProgressReporter:
         self.throttle_seconds = throttle_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
+        self.on_record = on_record  # told every record written (events.py sends it on); must not block
         self._remaining = RemainingTime()
         self._lock = threading.Lock()
         self._record: dict = {}
@@ -157,6 +159,8 @@ class ProgressReporter:
         except Exception:
             logger.warning("Could not write the progress record of %s", self.job_id, exc_info=True)
             return
+        if self.on_record is not None:
+            self.on_record(record)
         if self.store.appends_in_place:
             self._flush_log_locked()
 

@@ -125,6 +125,20 @@ class ExportResult(BaseModel):
         return self.model_dump_json(exclude_defaults=True).encode()
 
 
+class WorkerEvent(BaseModel):
+    """What a worker pushes to the backend (events.py): a progress record as written, or the result once stored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["progress", "result"]
+    job_id: str
+    record: ProgressRecord | None = None
+    result: ExportResult | None = None
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
 def error_result(message: str, **fields: Any) -> ExportResult:
     return ExportResult(status="error", message=message, **fields)
 
@@ -136,6 +150,15 @@ def parse_progress(raw: bytes | str | dict) -> ProgressRecord | None:
 
 def parse_result(raw: bytes | str | dict) -> ExportResult | None:
     return _parse(ExportResult, raw)
+
+
+def parse_event(raw: bytes | str) -> WorkerEvent | None:
+    event = _parse(WorkerEvent, raw)
+    if event is None or (event.record is None) == (event.result is None):
+        return None
+    if (event.type == "progress") != (event.record is not None):
+        return None
+    return event
 
 
 def _parse(model, raw):

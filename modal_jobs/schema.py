@@ -339,6 +339,13 @@ class ExportInput(Strict):
         return ClipFacts(duration=self.duration, width=self.width, height=self.height, has_audio=self.has_audio)
 
 
+class EventTarget(Strict):
+    """Where the worker pushes its events (events.py), and the job's own signing secret."""
+
+    url: str = Field(pattern=r"^https?://[^\s]{1,2000}$")
+    secret: str = Field(pattern=r"^whsec_[A-Za-z0-9+/=]{16,200}$")
+
+
 class ExportPayload(BaseModel):
     """What the backend sends to a worker. `schema_version` lets an old worker refuse a new payload clearly."""
 
@@ -349,6 +356,7 @@ class ExportPayload(BaseModel):
     kind: Literal[KINDS]
     params: dict[str, Any]
     inputs: dict[str, ExportInput]
+    events: EventTarget | None = None  # None: the backend takes no events; it learns by looking
 
     def clip_facts(self) -> dict[int, ClipFacts]:
         return {int(clip_id): entry.facts() for clip_id, entry in self.inputs.items()}

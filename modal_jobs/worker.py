@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .events import EventSender
 from .media import MediaProbeError, probe
 from .pipeline import RenderError, build_plan, render
 from .progress import ProgressReporter
@@ -54,7 +55,16 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
         return error_result(f"Invalid export payload: {error}").to_dict()
 
     attempt = max(attempt, _previous_attempt(store, export.job_id, call_id) + 1)
-    reporter = ProgressReporter(store=store, job_id=export.job_id, call_id=call_id, attempt=attempt)
+    events = None
+    if export.events is not None:
+        events = EventSender(url=export.events.url, secret=export.events.secret, job_id=export.job_id)
+    reporter = ProgressReporter(
+        store=store,
+        job_id=export.job_id,
+        call_id=call_id,
+        attempt=attempt,
+        on_record=events.progress if events else None,
+    )
     reporter.start(message="Starting export")
     logger.info("Export %s (%s) started: call %s, attempt %d", export.job_id, export.kind, call_id, attempt)
     try:
@@ -79,6 +89,8 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     else:
         reporter.fail(result.message)
         logger.info("Export %s failed: %s", export.job_id, result.message)
+    if events is not None:
+        events.finished(result)  # after the records: an event is only a faster delivery of what they hold
     return result.to_dict()
 
 

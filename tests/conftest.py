@@ -134,6 +134,14 @@ def s3_storage(settings, s3_endpoint):
 
 
 @pytest.fixture(autouse=True)
+def no_worker_events(settings):
+    """Workers started in-process have no server to post events to: they are learned about by looking, as
+    with events off. Tests of events point EXPORTS_EVENTS_URL at a live server; the README's `make run`
+    (tests/servers.py) has them on."""
+    settings.EXPORTS_EVENTS_URL = ""
+
+
+@pytest.fixture(autouse=True)
 def fresh_executor():
     """Each test gets an executor (and circuit breaker) built from its own settings."""
     use_backend(None)

@@ -5,13 +5,17 @@ success for a valid body), never a 500, and invalid input creates nothing.
 
 import json
 import math
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from standardwebhooks import Webhook
 
+from exports.events import secret_for
 from exports.models import ExportJob, ExportStatus
 from modal_jobs.schema import clip_ids
 from projects import services as project_services
@@ -266,3 +270,51 @@ def test_a_body_sent_as_a_form_is_400(fuzz_setup):
     response = client.post(reverse("exports:api_start", args=[project.pk]), data={"kind": "overlay"})
     assert response.status_code == 400
     assert "application/json" in response.json()["error"]
+
+
+def processing_job(project) -> ExportJob:
+    return ExportJob.objects.filter(project=project, kind="overlay").first() or ExportJob.objects.create(
+        owner=project.owner, project=project, kind="overlay", backend="local", status=ExportStatus.PROCESSING
+    )
+
+
+@FUZZ
+@given(body=json_values, event_type=st.sampled_from(["progress", "result", None]))
+def test_worker_events_signed_for_the_job_but_junk_inside_never_fail(fuzz_setup, body, event_type):
+    """The signature only proves who sent it: a worker's junk (a bug) is refused with a 4xx, never a 500."""
+    _, project, _, _, _ = fuzz_setup
+    job = processing_job(project)
+    event = {"type": event_type, "job_id": str(job.pk), "record": body, "result": body} if event_type else body
+    raw = json.dumps(event).encode()
+    message_id = f"msg_{uuid.uuid4().hex}"
+    sent_at = datetime.now(UTC)
+    response = Client().post(
+        reverse("exports:api_worker_event", args=[job.pk]),
+        data=raw,
+        content_type="application/json",
+        headers={
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": Webhook(secret_for(job.pk)).sign(message_id, sent_at, raw.decode()),
+        },
+    )
+    assert response.status_code in (200, 400, 413), response.content[:300]
+    assert response["Content-Type"] == "application/json"
+
+
+@FUZZ
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]), st.text(max_size=80)
+    ),
+    raw=st.binary(max_size=200),
+)
+def test_worker_events_with_junk_signatures_are_refused(fuzz_setup, headers, raw):
+    _, project, _, _, _ = fuzz_setup
+    job = processing_job(project)
+    headers = {name: value.encode("ascii", "ignore").decode() for name, value in headers.items()}
+    response = Client().post(
+        reverse("exports:api_worker_event", args=[job.pk]), data=raw, content_type="application/json", headers=headers
+    )
+    assert response.status_code == 401, response.content[:300]
+    assert ExportJob.objects.get(pk=job.pk).progress == 0

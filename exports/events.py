@@ -1,0 +1,75 @@
+"""
+Signed events from workers (modal_jobs/events.py): each job's secret, where its worker posts, taking one in.
+
+An event is only a faster delivery of a record the store already holds, so it
+goes through the same parsing (modal_jobs.records) and the same rules as a
+look (exports.reconcile.take_event, which the view calls next); a refused or lost event costs nothing but
+time. The endpoint is for workers, not browsers: no session, no CSRF; the
+Standard Webhooks signature with the job's own secret (derived from
+SECRET_KEY and the job id) is the only credential, so a payload that leaks
+speaks for its own job only.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils.crypto import salted_hmac
+from standardwebhooks import Webhook
+
+from modal_jobs.records import WorkerEvent, parse_event
+
+from .models import ExportJob, WorkerEventReceipt
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_MESSAGE_ID_CHARACTERS = 100
+
+
+class EventRefused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def secret_for(job_id) -> str:
+    """The job's signing secret: only this server (SECRET_KEY) and the job's payload have it."""
+    digest = salted_hmac("exports.worker-events", str(job_id), algorithm="sha256").digest()
+    return "whsec_" + base64.b64encode(digest).decode()
+
+
+def event_target(job: ExportJob) -> dict | None:
+    """What the payload tells the worker (schema.EventTarget), or None with EXPORTS_EVENTS_URL empty."""
+    if not settings.EXPORTS_EVENTS_URL:
+        return None
+    path = reverse("exports:api_worker_event", args=[job.pk])
+    return {"url": settings.EXPORTS_EVENTS_URL.rstrip("/") + path, "secret": secret_for(job.pk)}
+
+
+def receive(job_id, body: bytes, headers) -> tuple[ExportJob, WorkerEvent]:
+    """Check the event (size, signature and its age, job, replay) and note its id; raise EventRefused."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise EventRefused(413, f"An event is at most {MAX_EVENT_BYTES} bytes.")
+    try:
+        Webhook(secret_for(job_id)).verify(body, dict(headers), json_parse=False)
+    except Exception:  # a bad, stale or missing signature; malformed headers or body raise their own errors
+        raise EventRefused(401, "The event's signature does not verify for this job.") from None
+    message_id = headers.get("webhook-id", "")
+    if len(message_id) > MAX_MESSAGE_ID_CHARACTERS:
+        raise EventRefused(400, "The webhook-id is too long.")
+    event = parse_event(body)
+    if event is None:
+        raise EventRefused(400, "The body is not a worker event.")
+    if event.job_id != str(job_id):
+        raise EventRefused(400, "The event is for another job.")
+    job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is None:
+        raise EventRefused(404, "No such job.")
+    try:
+        with transaction.atomic():
+            WorkerEventReceipt.objects.create(job=job, message_id=message_id)
+    except IntegrityError:
+        raise EventRefused(409, "This event was taken already.") from None
+    return job, event

@@ -30,6 +30,7 @@ from django.utils import timezone
 from .broadcast import user_group
 from .executor import Budget
 from .models import ACTIVE_STATUSES, TRAY_RETENTION, TRAY_SIZE, ExportJob, Trigger
+from .notices import seen_on_a_socket
 from .reconcile import reconcile_jobs
 from .serializers import serialize_job
 
@@ -61,6 +62,7 @@ def parse_cursor(query_string: bytes, *, now: datetime) -> datetime | None:
 def snapshot(user, cursor: datetime | None) -> tuple[list[dict], str]:
     """Return the user's tray jobs (plus any job changed since `cursor`) and the cursor to hand back next time."""
     taken_at = timezone.now()  # before the query: a change racing it shows up now or in the next catch-up
+    seen_on_a_socket(user.pk, taken_at)
     shown = ExportJob.objects.tray_of(user, now=taken_at)
     if cursor is not None:
         seen = {job.pk for job in shown}
@@ -89,6 +91,7 @@ def tick_socket(scope, user, job_ids: list) -> list | None:
     try:
         if not get_user.func(scope).is_authenticated:
             return None
+        seen_on_a_socket(user.pk)  # a page of theirs is open: finished exports are told there, not by e-mail
         jobs = ExportJob.objects.started_by(user).to_reconcile().filter(pk__in=job_ids)
         checked = reconcile_jobs(jobs, trigger=Trigger.CONSUMER, budget=Budget.for_request())
         return [job.pk for job, _ in checked if job.is_active]

@@ -165,6 +165,9 @@ class ExportJob(models.Model):
     events_seen_at = models.DateTimeField(
         null=True, blank=True, help_text="The last signed event from the worker; while they come, looks back off."
     )
+    notice_sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the owner was told it finished (claimed once: one notice per job)."
+    )
     # On the retried job, not the retry: serializing reads the id with no join (a reverse join made SQLite
     # scan the whole history on every tray query). Claimed by a conditional update as the retry is created.
     retried_as = models.OneToOneField(
@@ -292,6 +295,18 @@ class ExportJobEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} ({self.get_trigger_display()})"
+
+
+class NoticePreference(models.Model):
+    """How a user hears that an export finished: e-mail while they are away, unless they turned it off."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="export_notices"
+    )
+    email_when_away = models.BooleanField(default=True, help_text="E-mail when an export ends and no page is open.")
+    socket_seen_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a live-progress socket of theirs last ticked: a page is open."
+    )
 
 
 class WorkerEventReceipt(models.Model):

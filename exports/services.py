@@ -11,6 +11,7 @@ inside a transaction.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -34,6 +35,7 @@ from .models import (
     ExportStatus,
     Trigger,
 )
+from .notices import NOTICED_STATUSES, tell_owner
 from .pruning import purge_project_if_idle
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,8 @@ def transition(
         if changed:
             record_event(job, event, trigger=trigger, message=message, data=event_data, actor=actor)
             broadcast_job_on_commit(job.pk)
+            if status in NOTICED_STATUSES:
+                transaction.on_commit(partial(tell_owner, job.pk), robust=True)
     if changed:
         for name, value in values.items():
             setattr(job, name, value)

@@ -6,6 +6,7 @@ app_name = "exports"
 
 urlpatterns = [
     path("exports/", views.history, name="history"),
+    path("exports/notices/", views.notice_preference, name="notice_preference"),
     path("videos/<int:video_id>/media/", views.working_video_media, name="working_video_media"),
     path("api/projects/<int:project_id>/exports/", api.start_export, name="api_start"),
     # Deleting projects and clips lives here: it must stop and clean up exports first.

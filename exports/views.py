@@ -1,11 +1,12 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_safe
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from projects.media import media_response
 
-from .models import ExportJob, WorkingVideo
+from .models import ExportJob, NoticePreference, WorkingVideo
 
 HISTORY_PAGE_SIZE = 25
 
@@ -15,7 +16,20 @@ HISTORY_PAGE_SIZE = 25
 def history(request):
     jobs = ExportJob.objects.owned_by(request.user).for_serializing().order_by("-created_at")
     page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "exports/history.html", {"page_obj": page})
+    preference = NoticePreference.objects.filter(user=request.user).first()
+    email_when_away = preference is None or preference.email_when_away
+    return render(request, "exports/history.html", {"page_obj": page, "email_when_away": email_when_away})
+
+
+@login_required
+@require_POST
+def notice_preference(request):
+    """The history page's switch: e-mail me when an export ends while no page is open (a plain form, no script)."""
+    email_when_away = request.POST.get("email_when_away") == "on"
+    NoticePreference.objects.update_or_create(user=request.user, defaults={"email_when_away": email_when_away})
+    said = "You will get an e-mail" if email_when_away else "No more e-mails"
+    messages.success(request, f"{said} when an export ends while no page of the app is open.")
+    return redirect("exports:history")
 
 
 @login_required

@@ -180,6 +180,17 @@ CLIP_MAX_PIXEL_RATE = env.int("CLIP_MAX_PIXEL_RATE", default=4096 * 2304 * 60)
 CLIP_PROBE_MEMORY_BYTES = env.int("CLIP_PROBE_MEMORY_BYTES", default=512 * 1024**2)
 CLIP_PROBE_SECONDS = env.float("CLIP_PROBE_SECONDS", default=120.0)
 
+# Completion notices by e-mail (exports/notices.py). The embedded default writes each message as a file
+# under DATA_DIR/mail/; production sets EMAIL_URL (smtp+tls://user:password@host:587, as django-environ reads it).
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "mail"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Exports <exports@localhost>")
+# The site's address as users reach it, for links in e-mails.
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
+
 # Exports: which executor runs them, and its limits.
 EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
 LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"

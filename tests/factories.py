@@ -14,6 +14,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
     password = factory.PostGenerationMethodCall("set_password", PASSWORD)
 
     @factory.post_generation

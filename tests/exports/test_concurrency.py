@@ -40,7 +40,7 @@ def race(function, count=RACERS):
     return results
 
 
-def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_call, owner_broadcasts):
+def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_call, owner_broadcasts, mailoutbox):
     job = finished_call
 
     outcomes = race(
@@ -56,6 +56,7 @@ def test_twenty_reconciliations_of_a_finished_call_finalize_it_once(finished_cal
     completions = [message for message in owner_broadcasts.drain() if message["job"]["status"] == "complete"]
     assert len(completions) == 1
     assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
+    assert len(mailoutbox) == 1, "the owner, away, is told once"
 
 
 def test_twenty_concurrent_starts_spawn_once(executor, project, clip):

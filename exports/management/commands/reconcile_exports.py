@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from exports.models import ExportJob, Trigger
+from exports.notices import tell_owners_left_untold
 from exports.pruning import purge_deleted_projects
 from exports.reconcile import Outcome, reconcile_jobs
 
@@ -110,12 +111,14 @@ class Command(BaseCommand):
         job_ids = self.select_jobs(options)
         outcomes = reconcile_all(job_ids, concurrency=options["concurrency"], dry_run=options["dry_run"])
         purged = 0 if options["dry_run"] else purge_deleted_projects()
+        told = 0 if options["dry_run"] else tell_owners_left_untold()
         summary = {
             "checked": len(job_ids),
             "seconds": round(time.monotonic() - started, 3),
             "dry_run": options["dry_run"],
             "outcomes": {str(outcome): count for outcome, count in sorted(outcomes.items())},
             "purged_projects": purged,
+            "late_notices": told,
         }
         self.report(summary, as_json=options["json"])
         if outcomes[CRASHED] or outcomes[Outcome.ERROR]:
@@ -152,3 +155,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  {outcome:<12} {count}")
         if summary["purged_projects"]:
             self.stdout.write(f"  purged {summary['purged_projects']} deleted project(s)")
+        if summary["late_notices"]:
+            self.stdout.write(f"  told {summary['late_notices']} owner(s) of exports a crash left untold")

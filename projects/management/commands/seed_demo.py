@@ -34,7 +34,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         user_model = get_user_model()
         with transaction.atomic():
-            demo, created = user_model.objects.get_or_create(username="demo")
+            demo, created = user_model.objects.get_or_create(username="demo", defaults={"email": "demo@example.com"})
             # A new hash for the same password would change the session auth hash and sign out every open
             # session, and make run seeds on every start: only a password that differs is set.
             password_matches = not created and demo.check_password(options["password"])

@@ -30,7 +30,7 @@ from django.utils import timezone
 from .broadcast import user_group
 from .executor import Budget
 from .models import ACTIVE_STATUSES, TRAY_RETENTION, TRAY_SIZE, ExportJob, Trigger
-from .notices import seen_on_a_socket
+from .notices import left_a_socket, seen_on_a_socket
 from .reconcile import reconcile_jobs
 from .serializers import serialize_job
 
@@ -157,6 +157,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
         if hasattr(self, "group_name"):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+            await database_sync_to_async(left_a_socket)(self.user.pk)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Answer what clients send; a malformed frame gets an error and the socket stays up."""

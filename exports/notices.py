@@ -23,9 +23,10 @@ logger = logging.getLogger(__name__)
 
 NOTICED_STATUSES = (ExportStatus.COMPLETE, ExportStatus.ERROR)
 # A socket ticks every EXPORTS_SOCKET_TICK_SECONDS while its user has an export running; its presence is
-# written at most this often, and a user is away when none has been seen for AWAY_AFTER.
-PRESENCE_EVERY = timedelta(seconds=10)
-AWAY_AFTER = timedelta(seconds=45)
+# written at most this often, and a user is away when none has been seen for AWAY_AFTER or their last
+# socket closed.
+PRESENCE_EVERY = timedelta(seconds=5)
+AWAY_AFTER = timedelta(seconds=15)
 # Jobs that ended this long ago without a notice (a crash between the end and the claim) are not told any more.
 LATE_NOTICE_LIMIT = timedelta(hours=1)
 
@@ -40,6 +41,16 @@ def seen_on_a_socket(user_id, now=None) -> None:
         return
     NoticePreference.objects.update_or_create(user_id=user_id, defaults={"socket_seen_at": now})
     _noted[user_id] = now
+
+
+def left_a_socket(user_id) -> None:
+    """
+    A socket of the user closed: count them away until a socket of theirs ticks again (another open tab
+    does within a tick or PRESENCE_EVERY). Better an e-mail too many beside an open tab than none to a
+    user who closed the browser just before the export ended.
+    """
+    _noted.pop(user_id, None)
+    NoticePreference.objects.filter(user_id=user_id).update(socket_seen_at=None)
 
 
 def tell_owner(job_id) -> bool:

@@ -308,3 +308,18 @@ async def test_many_sockets_of_one_session_share_one_tick_a_second(owner, projec
     for socket in sockets:
         await socket.disconnect()
     assert 3 <= len(ticks) <= 12, len(ticks)  # not 20 sockets x 6 ticks
+
+
+async def test_an_open_socket_means_present_and_closing_it_means_away(owner):
+    """Who gets an e-mail when an export ends: the owner with no page open, including one who just closed it."""
+    from exports.models import NoticePreference
+
+    def seen():
+        preference = NoticePreference.objects.filter(user=owner).first()
+        return preference is not None and preference.socket_seen_at is not None
+
+    socket, _ = await connect(owner)
+    assert await sync_to_async(seen)()
+
+    await socket.disconnect()
+    assert not await sync_to_async(seen)()

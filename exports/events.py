@@ -13,19 +13,24 @@ speaks for its own job only.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from standardwebhooks import Webhook
 
-from modal_jobs.records import WorkerEvent, parse_event
+from modal_jobs.records import MAX_RECORD_BYTES, WorkerEvent, parse_event
 
 from .models import ExportJob, WorkerEventReceipt
 
-MAX_EVENT_BYTES = 64 * 1024
-MAX_MESSAGE_ID_CHARACTERS = 100
+# Older receipts can go: their events' timestamps are past the signature's 5-minute tolerance by then.
+RECEIPTS_KEPT = timedelta(minutes=10)
+MAX_EVENT_BYTES = MAX_RECORD_BYTES  # an event is one record, or one result, in a small envelope
+MAX_MESSAGE_ID_CHARACTERS = WorkerEventReceipt._meta.get_field("message_id").max_length
 
 
 class EventRefused(Exception):
@@ -40,15 +45,30 @@ def secret_for(job_id) -> str:
     return "whsec_" + base64.b64encode(digest).decode()
 
 
-def event_target(job: ExportJob) -> dict | None:
-    """What the payload tells the worker (schema.EventTarget), or None with EXPORTS_EVENTS_URL empty."""
-    if not settings.EXPORTS_EVENTS_URL:
+def event_target(job: ExportJob, base_url: str | None = None) -> dict | None:
+    """
+    What the payload tells the worker (schema.EventTarget): where to post, with the job's secret. None when
+    events are off (EXPORTS_EVENTS_URL, the default base, empty).
+    """
+    base_url = settings.EXPORTS_EVENTS_URL if base_url is None else base_url
+    if not base_url:
         return None
     path = reverse("exports:api_worker_event", args=[job.pk])
-    return {"url": settings.EXPORTS_EVENTS_URL.rstrip("/") + path, "secret": secret_for(job.pk)}
+    return {"url": base_url.rstrip("/") + path, "secret": secret_for(job.pk)}
 
 
-def receive(job_id, body: bytes, headers) -> tuple[ExportJob, WorkerEvent]:
+@dataclass(frozen=True)
+class Received:
+    job: ExportJob
+    event: WorkerEvent
+    message_id: str
+
+    def forget(self) -> None:
+        """The event could not be taken after all: its retry, under the same webhook-id, must not be a replay."""
+        WorkerEventReceipt.objects.filter(job=self.job, message_id=self.message_id).delete()
+
+
+def receive(job_id, body: bytes, headers) -> Received:
     """Check the event (size, signature and its age, job, replay) and note its id; raise EventRefused."""
     if len(body) > MAX_EVENT_BYTES:
         raise EventRefused(413, f"An event is at most {MAX_EVENT_BYTES} bytes.")
@@ -72,4 +92,11 @@ def receive(job_id, body: bytes, headers) -> tuple[ExportJob, WorkerEvent]:
             WorkerEventReceipt.objects.create(job=job, message_id=message_id)
     except IntegrityError:
         raise EventRefused(409, "This event was taken already.") from None
-    return job, event
+    return Received(job, event, message_id)
+
+
+def forget_old_receipts(now=None) -> int:
+    """Delete receipts no replay could match any more (reconcile_exports calls it each pass)."""
+    now = now or timezone.now()
+    deleted, _ = WorkerEventReceipt.objects.filter(received_at__lt=now - RECEIPTS_KEPT).delete()
+    return deleted

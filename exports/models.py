@@ -308,6 +308,12 @@ class NoticePreference(models.Model):
         null=True, blank=True, help_text="When a live-progress socket of theirs last ticked: a page is open."
     )
 
+    @staticmethod
+    def email_when_away_for(user_id) -> bool:
+        """On unless the user turned it off (no row: never chosen)."""
+        chosen = NoticePreference.objects.filter(user_id=user_id).values_list("email_when_away", flat=True).first()
+        return chosen is None or chosen
+
 
 class WorkerEventReceipt(models.Model):
     """A worker event taken, by its webhook-id: the same id again is a replay and is refused."""

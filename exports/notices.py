@@ -39,7 +39,8 @@ def seen_on_a_socket(user_id, now=None) -> None:
     now = now or timezone.now()
     if user_id in _noted and now - _noted[user_id] < PRESENCE_EVERY:
         return
-    NoticePreference.objects.update_or_create(user_id=user_id, defaults={"socket_seen_at": now})
+    if not NoticePreference.objects.filter(user_id=user_id).update(socket_seen_at=now):
+        NoticePreference.objects.get_or_create(user_id=user_id, defaults={"socket_seen_at": now})
     _noted[user_id] = now
 
 
@@ -62,10 +63,9 @@ def tell_owner(job_id) -> bool:
     if not claimed:
         return False
     job = ExportJob.objects.select_related("owner", "project").get(pk=job_id)
-    preference = NoticePreference.objects.filter(user_id=job.owner_id).first()
-    away = preference is None or preference.socket_seen_at is None or now - preference.socket_seen_at > AWAY_AFTER
-    wants_email = preference is None or preference.email_when_away
-    if away and wants_email and job.owner.email:
+    seen = NoticePreference.objects.filter(user_id=job.owner_id).values_list("socket_seen_at", flat=True).first()
+    away = seen is None or now - seen > AWAY_AFTER
+    if away and job.owner.email and NoticePreference.email_when_away_for(job.owner_id):
         try:
             send_mail(**notice_mail(job), from_email=None, recipient_list=[job.owner.email])
         except Exception:  # a mail server down costs the mail, never the job or the request

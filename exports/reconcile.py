@@ -217,9 +217,13 @@ EVENTS_QUIET = timedelta(seconds=HEARTBEAT_SECONDS * 1.5)
 
 
 def check_intervals(job: ExportJob, now) -> dict[str, float]:
-    """Seconds between checks of each kind: while the worker's events arrive, looks are only a safety net."""
+    """
+    Seconds between checks of each kind: while the worker's events arrive, looks are only a safety net. Not
+    while a cancel waits: a stopped worker sends no result, and only the executor can confirm the cancel.
+    """
     intervals = {field: interval() for field, interval in CHECK_INTERVALS.items()}
-    if job.events_seen_at is not None and now - job.events_seen_at < EVENTS_QUIET:
+    events_arrive = job.events_seen_at is not None and now - job.events_seen_at < EVENTS_QUIET
+    if events_arrive and job.cancel_requested_at is None:
         return {field: max(seconds, settings.EXPORTS_EVENTS_BACKOFF_SECONDS) for field, seconds in intervals.items()}
     return intervals
 
@@ -397,12 +401,12 @@ def take_event(job: ExportJob, event: WorkerEvent, *, now=None) -> Outcome:
     same rules as a look, so an event out of order, twice or after the job ended changes nothing wrong.
     """
     now = now or timezone.now()
-    ExportJob.objects.filter(pk=job.pk).update(events_seen_at=now)
-    job.events_seen_at = now
     if job.status in TERMINAL_STATUSES:
         return Outcome.TERMINAL
+    ExportJob.objects.filter(pk=job.pk).update(events_seen_at=now)
+    job.events_seen_at = now
     if event.record is not None:
         stored = _store_progress(job, event.record, trigger=Trigger.WORKER, budget=None, now=now)
         return Outcome.PROGRESSED if stored else Outcome.UNCHANGED
-    decision = decide(job, CallState.from_result(event.result.to_dict()), stored_result=None, now=now)
+    decision = decide(job, CallState.of(event.result), stored_result=None, now=now)
     return _apply(job, decision, trigger=Trigger.WORKER)

@@ -16,8 +16,7 @@ HISTORY_PAGE_SIZE = 25
 def history(request):
     jobs = ExportJob.objects.owned_by(request.user).for_serializing().order_by("-created_at")
     page = Paginator(jobs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    preference = NoticePreference.objects.filter(user=request.user).first()
-    email_when_away = preference is None or preference.email_when_away
+    email_when_away = NoticePreference.email_when_away_for(request.user.pk)
     return render(request, "exports/history.html", {"page_obj": page, "email_when_away": email_when_away})
 
 

@@ -188,6 +188,8 @@ else:
     EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
     EMAIL_FILE_PATH = DATA_DIR / "mail"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Exports <exports@localhost>")
+# Mail is sent after the commit that ends a job, on whichever thread ended it: a hung server must not hang it.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
 # The site's address as users reach it, for links in e-mails.
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}")
 

@@ -89,7 +89,7 @@ class EventSender:
         message_id = new_message_id()  # the same for every attempt: a retry of a delivered event is a replay
         backoff = self.final_backoff_seconds
         for attempt in range(1, self.final_attempts + 1):
-            status = self._deliver(event, message_id)
+            status = self.deliver(event, message_id)
             if status is not None and (200 <= status < 300 or status == REPLAY):
                 return True
             if status is not None and 400 <= status < 500 and status not in RETRYABLE:
@@ -115,11 +115,11 @@ class EventSender:
                 record, self._newest = self._newest, None
                 closed = self._closed
             if record is not None:
-                self._deliver(WorkerEvent(type="progress", job_id=self.job_id, record=record), new_message_id())
+                self.deliver(WorkerEvent(type="progress", job_id=self.job_id, record=record), new_message_id())
             if closed:
                 return
 
-    def _deliver(self, event: WorkerEvent, message_id: str) -> int | None:
+    def deliver(self, event: WorkerEvent, message_id: str) -> int | None:
         """One signed POST; the backend's HTTP status, or None when no answer came."""
         body = event.to_json()
         sent_at = datetime.now(UTC)

@@ -54,6 +54,11 @@ class CallState:
         result = parse_result(returned) if isinstance(returned, dict) else None
         if result is None:
             return cls.failed(f"The worker returned something unexpected: {str(returned)[:200]}")
+        return cls.of(result)
+
+    @classmethod
+    def of(cls, result: ExportResult) -> CallState:
+        """The state of a call that ended with the worker's result: success, or an expected failure."""
         if result.succeeded:
             return cls.succeeded(result)
         return cls.failed(result.message or "The export failed.", result=result)

@@ -69,6 +69,7 @@ def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
         return run_export(payload, store=store, call_id=modal.current_function_call_id() or "", attempt=1)
     except Exception as error:
         traceback.print_exc()  # into the Modal logs
+        # By hand, not records.error_result: the failure may be that modal_jobs itself could not be imported.
         return {"status": "error", "message": f"The export could not run: {type(error).__name__}: {error}"}
 
 

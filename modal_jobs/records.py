@@ -35,13 +35,9 @@ MAX_REMAINING_SECONDS = 86400.0
 MAX_CALL_ID_CHARACTERS = 255
 
 
-def job_prefix(job_id: str) -> str:
-    return f"exports/{job_id}/"
-
-
 def job_key(job_id: str, name: str) -> str:
     """The key of one of a job's objects; keys are built from ids, never from user input."""
-    return f"{job_prefix(str(job_id))}{name}"
+    return f"exports/{job_id}/{name}"
 
 
 def _truncated(limit: int):
@@ -81,9 +77,6 @@ class ProgressRecord(BaseModel):
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
 
 class ExportResult(BaseModel):

@@ -221,3 +221,41 @@ def test_a_job_ends_with_nobody_looking_when_its_worker_has_a_server_to_tell(
     assert executor.calls["poll"] == 0
     # The worker told the backend before its call returned: the call ends just after.
     wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, what="the call to return")
+
+
+def test_a_result_that_cannot_be_taken_now_is_503_and_its_retry_under_the_same_id_is_taken(
+    job, settings, tmp_path, monkeypatch
+):
+    """Before: the id was kept, so the worker's retry was refused as a replay and the job waited for a look."""
+    from exports import reconcile
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"ok")
+    real = reconcile.object_store
+
+    def store_down():
+        raise ConnectionError("the bucket did not answer")
+
+    monkeypatch.setattr(reconcile, "object_store", store_down)
+    first = send(job.pk, result_event(job), message_id="msg_result")
+    monkeypatch.setattr(reconcile, "object_store", real)
+    again = send(job.pk, result_event(job), message_id="msg_result")
+
+    assert (first.status_code, again.status_code) == (503, 200)
+    assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
+
+
+def test_a_pending_cancel_is_confirmed_by_the_executor_at_the_normal_pace_while_events_arrive(
+    job, executor, eager_checks, settings
+):
+    """A stopped worker sends no result: backing off would leave "Cancelling…" up for most of a minute."""
+    settings.EXPORTS_EVENTS_BACKOFF_SECONDS = 60
+    reconcile_job(job, trigger=Trigger.VIEW)
+    send(job.pk, progress_event(job))
+    ExportJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    polls = executor.calls["poll"]
+
+    reconcile_job(ExportJob.objects.get(pk=job.pk), trigger=Trigger.VIEW)
+    assert executor.calls["poll"] == polls + 1

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
 
+from exports.events import forget_old_receipts
 from exports.models import ExportJob, Trigger
 from exports.notices import tell_owners_left_untold
 from exports.pruning import purge_deleted_projects
@@ -112,6 +113,8 @@ class Command(BaseCommand):
         outcomes = reconcile_all(job_ids, concurrency=options["concurrency"], dry_run=options["dry_run"])
         purged = 0 if options["dry_run"] else purge_deleted_projects()
         told = 0 if options["dry_run"] else tell_owners_left_untold()
+        if not options["dry_run"]:
+            forget_old_receipts()
         summary = {
             "checked": len(job_ids),
             "seconds": round(time.monotonic() - started, 3),

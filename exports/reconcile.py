@@ -224,7 +224,10 @@ def check_intervals(job: ExportJob, now) -> dict[str, float]:
     intervals = {field: interval() for field, interval in CHECK_INTERVALS.items()}
     events_arrive = job.events_seen_at is not None and now - job.events_seen_at < EVENTS_QUIET
     if events_arrive and job.cancel_requested_at is None:
-        return {field: max(seconds, settings.EXPORTS_EVENTS_BACKOFF_SECONDS) for field, seconds in intervals.items()}
+        # Half the export's age, at least the setting: a long export costs a handful of checks, not one a minute.
+        age = (now - (job.started_at or job.created_at)).total_seconds()
+        backoff = max(settings.EXPORTS_EVENTS_BACKOFF_SECONDS, age / 2)
+        return {field: max(seconds, backoff) for field, seconds in intervals.items()}
     return intervals
 
 
@@ -265,8 +268,11 @@ def _read_progress(job: ExportJob, *, trigger, budget, now, dry_run: bool) -> bo
     return _store_progress(job, record, trigger=trigger, budget=budget, now=now)
 
 
-def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, now) -> bool:
-    """Put the record on the row if it is newer than what the row shows (percent never goes backwards)."""
+def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, now, **also) -> bool:
+    """
+    Put the record on the row if it is newer than what the row shows (percent never goes backwards), with
+    `also` (more fields) in the same update.
+    """
     adopted = False
     if not job.call_id and record.call_id and get_executor().is_call_id(record.call_id):
         adopted = record_call_id(job, record.call_id, trigger=trigger, event=Event.CALL_ID_ADOPTED, budget=budget)
@@ -284,6 +290,7 @@ def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, 
             remaining_seconds=record.remaining_seconds,
             heartbeat_seen_at=now,
             updated_at=now,
+            **also,
         )
     )
     if not changed:
@@ -296,6 +303,8 @@ def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, 
     job.stage, job.message = record.stage, record.message
     job.progress_at, job.heartbeat_seen_at = record.worker_time, now
     job.remaining_seconds = record.remaining_seconds
+    for name, value in also.items():
+        setattr(job, name, value)
     return True
 
 
@@ -403,10 +412,8 @@ def take_event(job: ExportJob, event: WorkerEvent, *, now=None) -> Outcome:
     now = now or timezone.now()
     if job.status in TERMINAL_STATUSES:
         return Outcome.TERMINAL
-    ExportJob.objects.filter(pk=job.pk).update(events_seen_at=now)
-    job.events_seen_at = now
     if event.record is not None:
-        stored = _store_progress(job, event.record, trigger=Trigger.WORKER, budget=None, now=now)
+        stored = _store_progress(job, event.record, trigger=Trigger.WORKER, budget=None, now=now, events_seen_at=now)
         return Outcome.PROGRESSED if stored else Outcome.UNCHANGED
     decision = decide(job, CallState.of(event.result), stored_result=None, now=now)
     return _apply(job, decision, trigger=Trigger.WORKER)

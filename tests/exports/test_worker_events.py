@@ -259,3 +259,15 @@ def test_a_pending_cancel_is_confirmed_by_the_executor_at_the_normal_pace_while_
 
     reconcile_job(ExportJob.objects.get(pk=job.pk), trigger=Trigger.VIEW)
     assert executor.calls["poll"] == polls + 1
+
+
+def test_a_long_exports_checks_back_off_with_its_age_so_it_costs_a_handful_not_one_a_minute(job, settings):
+    from exports.reconcile import check_intervals
+
+    settings.EXPORTS_EVENTS_BACKOFF_SECONDS = 60
+    now = timezone.now()
+    job.events_seen_at = now
+    job.started_at = now - timedelta(minutes=2)
+    assert check_intervals(job, now)["executor_checked_at"] == 60
+    job.started_at = now - timedelta(minutes=20)
+    assert check_intervals(job, now)["executor_checked_at"] == 600

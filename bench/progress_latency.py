@@ -30,17 +30,31 @@ from testing_support.loopback import session_cookie
 WRITE_INTERVAL_SECONDS = 1.0
 
 
-def write_progress(jobs, stop: threading.Event) -> int:
-    """Write each job's progress record every second, as a worker does; return how many were written."""
+def write_progress(jobs, stop: threading.Event, *, events_to=None, every: float = WRITE_INTERVAL_SECONDS) -> int:
+    """
+    Write each job's progress record every `every` seconds, as a worker does; return how many were written.
+    With `events_to` (a server's base URL) each record is also sent as the worker's signed event.
+    """
+    from exports.events import event_target
     from exports.storage import object_store
+    from modal_jobs.events import EventSender
     from modal_jobs.progress import ProgressReporter
 
     store = object_store()
+    senders = {}
+    if events_to:
+        senders = {job.pk: EventSender(**event_target(job, events_to), job_id=str(job.pk)) for job in jobs}
     reporters = {
-        job.pk: ProgressReporter(store=store, job_id=str(job.pk), call_id=job.call_id, throttle_seconds=0)
+        job.pk: ProgressReporter(
+            store=store,
+            job_id=str(job.pk),
+            call_id=job.call_id,
+            throttle_seconds=0,
+            on_record=senders[job.pk].progress if senders else None,
+        )
         for job in jobs
     }
-    next_write = {job_id: time.monotonic() + random.random() for job_id in reporters}
+    next_write = {job_id: time.monotonic() + random.random() * every for job_id in reporters}
     written = 0
     while not stop.is_set():
         job_id = min(next_write, key=next_write.get)
@@ -49,11 +63,13 @@ def write_progress(jobs, stop: threading.Event) -> int:
             break
         written += 1
         reporters[job_id].update(percent=min(99, written), stage="rendering", message=f"Update {written}")
-        next_write[job_id] += WRITE_INTERVAL_SECONDS
+        next_write[job_id] += every
+    for sender in senders.values():
+        sender.close()
     return written
 
 
-async def measure(server, cookies: list[str], jobs, seconds: float) -> tuple[list[float], int]:
+async def measure(server, cookies: list[str], jobs, seconds: float, *, events=False) -> tuple[list[float], int]:
     latencies: list[float] = []
     seen: set = set()
 
@@ -66,7 +82,8 @@ async def measure(server, cookies: list[str], jobs, seconds: float) -> tuple[lis
     sockets = [await open_socket(server, cookie) for cookie in cookies]
     listeners = [asyncio.create_task(listen(socket, on_job)) for socket in sockets]
     stop = threading.Event()
-    writer = asyncio.create_task(asyncio.to_thread(write_progress, jobs, stop))
+    events_to = server.url if events else None
+    writer = asyncio.create_task(asyncio.to_thread(write_progress, jobs, stop, events_to=events_to))
     await asyncio.sleep(seconds)
     stop.set()
     written = await writer
@@ -75,12 +92,13 @@ async def measure(server, cookies: list[str], jobs, seconds: float) -> tuple[lis
     return latencies, written
 
 
-def run(active_jobs: int, seconds: float) -> dict:
-    owners = make_users(active_jobs, f"latency-{active_jobs}-")
+def run(active_jobs: int, seconds: float, *, events: bool = False) -> dict:
+    name = f"latency-{'events-' if events else ''}{active_jobs}"
+    owners = make_users(active_jobs, f"{name}-")
     jobs = make_active_jobs([(project.owner, project) for project in make_projects(owners)])
     cookies = [session_cookie(owner) for owner in owners]
-    with BenchServer(f"latency-{active_jobs}") as server:
-        latencies, written = asyncio.run(measure(server, cookies, jobs, seconds))
+    with BenchServer(name) as server:
+        latencies, written = asyncio.run(measure(server, cookies, jobs, seconds, events=events))
     retire(jobs)
     return {
         "active_jobs": active_jobs,

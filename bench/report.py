@@ -20,6 +20,7 @@ from bench import (
     progress_latency,
     read_amplification,
     reconcile_throughput,
+    worker_events,
 )
 
 TITLES = {
@@ -31,6 +32,7 @@ TITLES = {
     "6": "pipeline overhead against hand-written ffmpeg",
     "7": "a page beside 200 open sockets",
     "8": "time-left estimate against the true time left",
+    "9": "the workers' signed events",
 }
 LATENCY_UPDATES_WANTED = 100
 
@@ -50,6 +52,7 @@ RUNNERS = {
     "6": pipeline_overhead.run,
     "7": pages_beside_sockets.run,
     "8": eta_accuracy.run,
+    "9": worker_events.run,
 }
 
 
@@ -217,7 +220,61 @@ def rows(results: dict) -> list[Row]:
                 eta_verdict(together),
             )
         )
+    if "9" in results:
+        table += worker_event_rows(results["9"])
     return table
+
+
+def worker_event_rows(figure: dict) -> list[Row]:
+    with_events, without = figure["latency"]["events"], figure["latency"]["baseline"]
+    lag = figure["finalization"]
+    rows_ = [
+        Row(
+            "9 progress latency with events, 50 active jobs",
+            f"p50 / p95 / max over {with_events['updates_received']} changes",
+            f"{ms(with_events['p50'])} / {ms(with_events['p95'])} / {ms(with_events['max'])}",
+            "p95 <= 100 ms",
+            f"without events: {ms(without['p50'])} / {ms(without['p95'])} / {ms(without['max'])}",
+            verdict(with_events["p95"] <= 0.1),
+        ),
+        Row(
+            "9 finalization lag, nobody watching, no cron",
+            f"result stored to job complete, p50 / p95 / max over {lag['finalized']} of {lag['jobs']} jobs",
+            f"{ms(lag['p50'])} / {ms(lag['p95'])} / {ms(lag['max'])}",
+            "p95 <= 1 s",
+            f"without events: {lag['baseline_still_processing']} of {lag['baseline_jobs']} jobs still processing "
+            "(until someone looks)",
+            verdict(lag["finalized"] == lag["jobs"] and lag["p95"] <= 1.0),
+        ),
+    ]
+    for seconds, polls in figure["polls"].items():
+        length = f"{int(seconds) // 60} min" if int(seconds) >= 60 and int(seconds) % 60 == 0 else f"{seconds} s"
+        rows_.append(
+            Row(
+                f"9 executor polls for a {length} export, socket open (time 10x faster)",
+                "polls during the export",
+                f"{polls['events']}",
+                "a handful (<= 5), not growing with duration",
+                f"without events: {polls['baseline']}",
+                verdict(polls["events"] <= 5),
+            )
+        )
+    throughput = figure["throughput"]
+    rows_.append(
+        Row(
+            "9 events endpoint on one daphne process",
+            "events/s ; p95 by senders at once",
+            " | ".join(
+                f"{senders}: {one['per_second']:.0f}/s ; {ms(one['p95'])}"
+                for senders, one in throughput["by_senders"].items()
+            )
+            + f" ; most with p95 < 50 ms: {throughput['best_within_goal']:.0f}/s",
+            "(sizes a deployment)",
+            "-",
+            "-",
+        )
+    )
+    return rows_
 
 
 COLUMNS = ("Figure", "Measure", "Result", "Goal", "Baseline", "Verdict")

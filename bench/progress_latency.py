@@ -92,8 +92,9 @@ async def measure(server, cookies: list[str], jobs, seconds: float, *, events=Fa
     return latencies, written
 
 
-def run(active_jobs: int, seconds: float, *, events: bool = False) -> dict:
-    name = f"latency-{'events-' if events else ''}{active_jobs}"
+def run(active_jobs: int, seconds: float, *, events: bool = False, name: str = "latency") -> dict:
+    """`name` tells this run's users and server apart from another run's in the same bench."""
+    name = f"{name}-{'events-' if events else ''}{active_jobs}"
     owners = make_users(active_jobs, f"{name}-")
     jobs = make_active_jobs([(project.owner, project) for project in make_projects(owners)])
     cookies = [session_cookie(owner) for owner in owners]

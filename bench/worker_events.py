@@ -167,7 +167,10 @@ def throughput() -> dict:
 
 def run() -> dict:
     return {
-        "latency": {"events": progress_latency(50, 25, events=True), "baseline": progress_latency(50, 25)},
+        "latency": {
+            "events": progress_latency(50, 25, events=True, name="events-latency"),
+            "baseline": progress_latency(50, 25, name="events-latency"),
+        },
         "finalization": finalization_lag(),
         "polls": {
             str(seconds): {

@@ -30,7 +30,7 @@ DATABASE_THREADS = 4
 
 
 def reconcile_batch(job_ids: list, *, dry_run: bool) -> Counter:
-    """Reconcile a batch with its executor calls in flight at once, on this thread's own connection."""
+    """Reconcile a batch with its executor calls in flight at once."""
     try:
         jobs = list(ExportJob.objects.select_related("project").filter(pk__in=job_ids))
         outcomes = Counter({Outcome.TERMINAL: len(job_ids) - len(jobs)})  # deleted since the pass listed them
@@ -39,6 +39,12 @@ def reconcile_batch(job_ids: list, *, dry_run: bool) -> Counter:
     except Exception:
         logger.exception("Reconciling a batch of %d jobs crashed", len(job_ids))
         return Counter({CRASHED: len(job_ids)})
+
+
+def reconcile_batches(batches: list[list], *, dry_run: bool) -> Counter:
+    """One database thread's share of the pass, on its own connection, closed once at the end."""
+    try:
+        return sum((reconcile_batch(batch, dry_run=dry_run) for batch in batches), Counter())
     finally:
         connection.close()
 
@@ -51,9 +57,10 @@ def reconcile_all(job_ids: list, *, concurrency: int, dry_run: bool) -> Counter:
     threads = max(1, min(DATABASE_THREADS, concurrency, len(job_ids)))
     batch_size = max(1, min(concurrency // threads, len(job_ids) // threads))
     batches = [job_ids[start : start + batch_size] for start in range(0, len(job_ids), batch_size)]
+    shares = [batches[thread::threads] for thread in range(threads)]
     outcomes = Counter()
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reconcile") as pool:
-        for counted in pool.map(lambda batch: reconcile_batch(batch, dry_run=dry_run), batches):
+        for counted in pool.map(lambda share: reconcile_batches(share, dry_run=dry_run), shares):
             outcomes.update(counted)
     return +outcomes  # drop zero counts
 

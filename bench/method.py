@@ -76,4 +76,14 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    pages per job opened at random times (seeded) before its last counted record, over the same
    records from each page's opening, in raw seconds (the page rounded them to minutes). `results.json`
    also holds the same figures for an EWMA of the rate (10 s time constant), the alternative.
+9. **The workers' signed events** (`bench/worker_events.py`), each against the same run without them.
+   *Latency:* figure 1's 50 jobs with every record also sent by the worker's own `EventSender` (the
+   bench process plays all 50 workers, on the same two cores as the server). *Finalization lag:* 20
+   jobs whose output is stored, then their result event sent one every 50 ms with nobody looking and
+   no cron; the lag is the backend's `completed` event minus the result's `finished_at`; the baseline
+   stores 10 results with no event and counts the jobs still processing afterwards. *Executor polls:*
+   one job, its owner's socket open, its worker writing (and sending) a record each tick, with time ten
+   times faster than life (tick, claim intervals, backoff and writes all a tenth), so a 10-minute
+   export takes a minute here; counted by the server. *Throughput:* 1, 4 and 16 senders posting
+   signed progress events for their own jobs back to back for 8 s; every request timed.
 """

@@ -1,8 +1,17 @@
-"""Steps many tests take with an export: post JSON to the API, start one, reconcile it until it ends."""
+"""
+Steps many tests take with an export: post JSON to the API, start one, reconcile it until it ends, post a
+worker's signed event.
+"""
 
 import json
+import uuid
+from datetime import UTC, datetime
+
+from django.test import Client
+from standardwebhooks import Webhook
 
 from exports import services
+from exports.events import secret_for
 from exports.models import Trigger
 from exports.reconcile import reconcile_job
 
@@ -39,3 +48,21 @@ def reconcile_until_finished(job, timeout=90):
 
     wait_for(finished, timeout=timeout, what="the job to end")
     return job
+
+
+def send_worker_event(job_id, event, *, secret=None, message_id=None, sent_at=None, body=None):
+    """POST the event as a worker would: signed per Standard Webhooks, no session, no CSRF token."""
+    body = json.dumps(event).encode() if body is None else body
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    sent_at = sent_at or datetime.now(UTC)
+    signature = Webhook(secret or secret_for(job_id)).sign(message_id, sent_at, body.decode(errors="replace"))
+    return Client(enforce_csrf_checks=True).post(
+        f"/api/exports/{job_id}/events/",
+        data=body,
+        content_type="application/json",
+        headers={
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature,
+        },
+    )

@@ -1,25 +1,20 @@
 """The owner hears once that an export ended: on an open page, or by e-mail while away (unless turned off)."""
 
-import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from standardwebhooks import Webhook
 
 from exports import notices, services
-from exports.events import secret_for
 from exports.models import ExportJob, ExportStatus, NoticePreference, Trigger
 from exports.reconcile import reconcile_job
 from modal_jobs.executors import CallStatus
 from modal_jobs.records import OUTPUT, job_key
 
 from ..factories import ExportJobFactory
-from ..helpers import start
+from ..helpers import send_worker_event, start
 from ..processes import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,18 +33,7 @@ def finished_by_its_worker(job, media, **result):
     output.write_bytes(b"ok")
     result = {"status": "success", "output_key": job_key(str(job.pk), OUTPUT), "duration": 12.5, "width": 640,
               "height": 360, "size": 2} | result  # fmt: skip
-    body = json.dumps({"type": "result", "job_id": str(job.pk), "result": result})
-    message_id, sent_at = f"msg_{uuid.uuid4().hex}", datetime.now(UTC)
-    return Client().post(
-        f"/api/exports/{job.pk}/events/",
-        data=body,
-        content_type="application/json",
-        headers={
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": Webhook(secret_for(job.pk)).sign(message_id, sent_at, body),
-        },
-    )
+    return send_worker_event(job.pk, {"type": "result", "job_id": str(job.pk), "result": result})
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@ Signed events from workers: refused unless signed by the job's own secret, fresh
 rules as a look, so events out of order, twice or after the end change nothing wrong.
 """
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
-from standardwebhooks import Webhook
 
 from exports.events import MAX_EVENT_BYTES, secret_for
 from exports.models import ExportJob, ExportStatus, Trigger, WorkingVideo
@@ -19,6 +17,7 @@ from modal_jobs.executors import CallStatus
 from modal_jobs.records import OUTPUT, job_key
 
 from ..factories import ExportJobFactory
+from ..helpers import send_worker_event as send
 from ..helpers import start
 from ..processes import wait_for
 
@@ -43,24 +42,6 @@ def result_event(job, **result) -> dict:
     result = {"status": "success", "output_key": job_key(str(job.pk), OUTPUT), "duration": 1.0, "width": 320,
               "height": 180, "size": 2, "finished_at": datetime.now(UTC).isoformat()} | result  # fmt: skip
     return {"type": "result", "job_id": str(job.pk), "result": result}
-
-
-def send(job_id, event, *, secret=None, message_id=None, sent_at=None, body=None):
-    """POST the event as a worker would: signed per Standard Webhooks, no session, no CSRF token."""
-    body = json.dumps(event).encode() if body is None else body
-    message_id = message_id or f"msg_{uuid.uuid4().hex}"
-    sent_at = sent_at or datetime.now(UTC)
-    signature = Webhook(secret or secret_for(job_id)).sign(message_id, sent_at, body.decode(errors="replace"))
-    return Client(enforce_csrf_checks=True).post(
-        f"/api/exports/{job_id}/events/",
-        data=body,
-        content_type="application/json",
-        headers={
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": signature,
-        },
-    )
 
 
 @pytest.fixture

@@ -22,11 +22,14 @@ from urllib.parse import parse_qs
 from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from . import events
 from .broadcast import user_group
 from .executor import Budget
 from .models import ACTIVE_STATUSES, TRAY_RETENTION, TRAY_SIZE, ExportJob, Trigger
@@ -141,6 +144,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         self.session_key = self.scope["session"].session_key
         self.group_name = user_group(user.pk)
         self.active_job_ids: set = set()
+        self.told_by_worker_at: dict[str, float] = {}  # job id -> when its worker's own event last changed it
         self.tasks: list[asyncio.Task] = []
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         cursor = parse_cursor(self.scope.get("query_string", b""), now=timezone.now())
@@ -183,7 +187,21 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             self.active_job_ids.add(job["id"])
         else:
             self.active_job_ids.discard(job["id"])
+        if event.get("from_worker") and not job["cancel_requested"]:
+            self.told_by_worker_at[job["id"]] = time.monotonic()
+        else:
+            self.told_by_worker_at.pop(job["id"], None)  # a cancel waits on the executor: the ticks must look
         await self.send_json({"type": "job", "job": job})
+
+    def jobs_to_look_at(self, interval: float) -> set:
+        """
+        The active jobs minus those whose worker told us of them within two ticks: the worker's events keep
+        those up to date, and a look would find nothing due (reconcile.check_intervals backs off). Should the
+        events stop, the jobs are looked at again two ticks later.
+        """
+        now = time.monotonic()
+        told = {job_id for job_id, at in self.told_by_worker_at.items() if now - at < 2 * interval}
+        return self.active_job_ids - told
 
     async def session_ended(self, event):
         """The user signed out of this socket's session (in another tab): tell the page to ask for a sign-in."""
@@ -205,7 +223,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(interval)
             if not self.active_job_ids:
                 continue
-            checked = set(self.active_job_ids)
+            checked = self.jobs_to_look_at(interval)  # may be none: the session is checked all the same
             try:
                 still_active = await shared_ticks.tick(
                     self.scope, self.user, self.session_key, list(checked), interval=interval
@@ -222,3 +240,45 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.EXPORTS_SOCKET_PING_SECONDS)
             await self.send_json({"type": "ping"})
+
+
+class WorkerEventConsumer(AsyncHttpConsumer):
+    """
+    POST /api/exports/<job_id>/events/ under daphne: the workers' signed events (exports/events.py).
+
+    A machine's request has no use for Django's middleware (sessions, CSRF, messages), and under ASGI each
+    sync middleware costs hops between the event loop and a thread: with fifty workers posting every second
+    those hops, queued behind each other on one loop, were most of an event's latency. Here an event is one
+    hop to a database thread; the change reaches sockets from the same loop. api.worker_event is the same
+    endpoint for servers without Channels (tests, WSGI).
+    """
+
+    async def http_request(self, message):
+        """A body over the limit is answered 413 at once; the rest of it is not kept."""
+        received = sum(map(len, self.body)) + len(message.get("body", b""))
+        if received > events.MAX_EVENT_BYTES:
+            await self.answer(413, {"error": f"An event is at most {events.MAX_EVENT_BYTES} bytes."})
+            raise StopConsumer()
+        await super().http_request(message)
+
+    async def handle(self, body):
+        if self.scope["method"] != "POST":
+            await self.answer(405, {"error": "Method not allowed."}, extra_headers=[(b"Allow", b"POST")])
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.scope["headers"]}
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        status, answer = await sync_to_async(take_worker_event, thread_sensitive=False)(job_id, body, headers)
+        await self.answer(status, answer)
+
+    async def answer(self, status: int, answer: dict, extra_headers=()):
+        headers = [(b"Content-Type", b"application/json"), *extra_headers]
+        await self.send_response(status, json.dumps(answer).encode(), headers=headers)
+
+
+def take_worker_event(job_id, body: bytes, headers: dict) -> tuple[int, dict]:
+    """events.take on a worker thread, with Django's connection handling around it as a request has."""
+    close_old_connections()
+    try:
+        return events.take(job_id, body, headers)
+    finally:
+        close_old_connections()

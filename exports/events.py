@@ -13,6 +13,7 @@ speaks for its own job only.
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,6 +27,8 @@ from standardwebhooks import Webhook
 from modal_jobs.records import MAX_RECORD_BYTES, WorkerEvent, parse_event
 
 from .models import ExportJob, WorkerEventReceipt
+
+logger = logging.getLogger(__name__)
 
 # Older receipts can go: their events' timestamps are past the signature's 5-minute tolerance by then.
 RECEIPTS_KEPT = timedelta(minutes=10)
@@ -93,6 +96,26 @@ def receive(job_id, body: bytes, headers) -> Received:
     except IntegrityError:
         raise EventRefused(409, "This event was taken already.") from None
     return Received(job, event, message_id)
+
+
+def take(job_id, body: bytes, headers) -> tuple[int, dict]:
+    """
+    Receive the event and take it (reconcile.take_event): the HTTP status and JSON answer, whichever server
+    carried the request (consumers.WorkerEventConsumer under daphne, api.worker_event otherwise).
+    """
+    from .reconcile import take_event  # reconcile imports services, which import this module's event_target
+
+    try:
+        received = receive(job_id, body, headers)
+    except EventRefused as error:
+        return error.status, {"error": str(error)}
+    try:
+        outcome = take_event(received.job, received.event)
+    except Exception:  # the store or the database failed us: the worker sends it again, or the next look finds it
+        logger.exception("Could not take a %s event of job %s", received.event.type, job_id)
+        received.forget()
+        return 503, {"error": "The event could not be taken now; send it again."}
+    return 200, {"taken": True, "outcome": outcome}
 
 
 def forget_old_receipts(now=None) -> int:

@@ -298,7 +298,7 @@ def _store_progress(job: ExportJob, record: ProgressRecord, *, trigger, budget, 
     crossed = [mark for mark in PROGRESS_MILESTONES if job.progress < mark <= shown]
     if crossed:
         record_event(job, Event.PROGRESS, trigger=trigger, message=f"{crossed[-1]} %", data={"percent": shown})
-    broadcast_job_on_commit(job.pk, while_active=True)
+    broadcast_job_on_commit(job.pk, while_active=True, from_worker=trigger == Trigger.WORKER)
     job.progress = max(job.progress, shown)
     job.stage, job.message = record.stage, record.message
     job.progress_at, job.heartbeat_seen_at = record.worker_time, now

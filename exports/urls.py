@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import api, views
+from .routing import WORKER_EVENTS_ROUTE
 
 app_name = "exports"
 
@@ -17,5 +18,5 @@ urlpatterns = [
     path("api/exports/<uuid:job_id>/cancel/", api.cancel_export, name="api_cancel"),
     path("api/exports/<uuid:job_id>/retry/", api.retry_export, name="api_retry"),
     path("api/exports/<uuid:job_id>/dismiss/", api.dismiss_export, name="api_dismiss"),
-    path("api/exports/<uuid:job_id>/events/", api.worker_event, name="api_worker_event"),
+    path(WORKER_EVENTS_ROUTE, api.worker_event, name="api_worker_event"),  # under daphne: routing.py
 ]

@@ -1,5 +1,6 @@
 """
-ASGI entry point: HTTP goes to Django, websockets to the Channels routes.
+ASGI entry point: HTTP goes to Django (but for the workers' events, exports/routing.py), websockets to the
+Channels routes.
 
 The Django ASGI application is created before anything imports models, as
 Channels' documentation requires.
@@ -16,8 +17,9 @@ django_asgi_application = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-from exports.routing import websocket_urlpatterns  # noqa: E402
+from exports.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 
 class SameOriginOnly:
@@ -54,7 +56,7 @@ def address(scheme: str, netloc: str) -> tuple[str | None, int | None]:
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_application,
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_asgi_application)]),
         "websocket": SameOriginOnly(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 )

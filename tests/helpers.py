@@ -50,19 +50,23 @@ def reconcile_until_finished(job, timeout=90):
     return job
 
 
-def send_worker_event(job_id, event, *, secret=None, message_id=None, sent_at=None, body=None):
-    """POST the event as a worker would: signed per Standard Webhooks, no session, no CSRF token."""
+def signed_worker_event(job_id, event, *, secret=None, message_id=None, sent_at=None, body=None) -> tuple[bytes, dict]:
+    """The body and headers a worker posts: signed per Standard Webhooks with the job's secret (or `secret`)."""
     body = json.dumps(event).encode() if body is None else body
     message_id = message_id or f"msg_{uuid.uuid4().hex}"
     sent_at = sent_at or datetime.now(UTC)
     signature = Webhook(secret or secret_for(job_id)).sign(message_id, sent_at, body.decode(errors="replace"))
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signature,
+    }
+    return body, headers
+
+
+def send_worker_event(job_id, event, **signing):
+    """POST the event as a worker would, to Django (no session, no CSRF token); see signed_worker_event."""
+    body, headers = signed_worker_event(job_id, event, **signing)
     return Client(enforce_csrf_checks=True).post(
-        f"/api/exports/{job_id}/events/",
-        data=body,
-        content_type="application/json",
-        headers={
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": signature,
-        },
+        f"/api/exports/{job_id}/events/", data=body, content_type="application/json", headers=headers
     )

@@ -323,3 +323,50 @@ async def test_an_open_socket_means_present_and_closing_it_means_away(owner):
 
     await socket.disconnect()
     assert not await sync_to_async(seen)()
+
+
+@pytest.mark.parametrize("cancel_requested", [False, True], ids=["running", "cancel-pending"])
+async def test_a_socket_leaves_to_its_worker_a_job_the_worker_keeps_telling_of(
+    owner, project, settings, monkeypatch, cancel_requested
+):
+    """
+    Before: every tick queried every job it followed, though the worker's events kept them current; with fifty
+    of them that was half of what one daphne did. A pending cancel waits on the executor, so those are looked at.
+    """
+    from exports import consumers
+
+    from ..helpers import send_worker_event
+    from .test_worker_events import CALL_ID, progress_event
+
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.1
+    job = await sync_to_async(ExportJobFactory)(
+        project=project,
+        status=ExportStatus.PROCESSING,
+        call_id=CALL_ID,
+        cancel_requested_at=timezone.now() if cancel_requested else None,
+    )
+    looked_at = []
+    reconcile_jobs = consumers.reconcile_jobs
+
+    def spy(jobs, **options):
+        checked = reconcile_jobs(jobs, **options)
+        looked_at.extend(checked_job.pk for checked_job, _ in checked)
+        return checked
+
+    monkeypatch.setattr(consumers, "reconcile_jobs", spy)
+    socket, _ = await connect(owner)
+    await sync_to_async(send_worker_event)(job.pk, progress_event(job, percent=20))
+    await asyncio.sleep(0.15)
+    looked_at.clear()
+    for percent in range(21, 36):  # the worker tells every 0.1 s for 1.5 s: 15 ticks
+        await sync_to_async(send_worker_event)(job.pk, progress_event(job, percent=percent))
+        await asyncio.sleep(0.1)
+    while_told = len(looked_at)
+    await asyncio.sleep(0.6)  # the worker goes quiet
+    await socket.disconnect()
+
+    if cancel_requested:
+        assert while_told >= 10
+    else:
+        assert while_told == 0
+        assert len(looked_at) > while_told, "the ticks look again once the worker is quiet"

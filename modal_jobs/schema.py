@@ -182,7 +182,10 @@ def validate_params(kind: str, params: Any, clips: Mapping[int, ClipFacts]) -> S
     try:
         validated = model.model_validate(params)
     except ValidationError as error:
-        raise InvalidParams(_field_errors(error, model)) from None
+        errors = _field_errors(error, model)
+        for field, message in _check_valid_parts_against_clips(model, params, clips).items():
+            errors.setdefault(field, message)
+        raise InvalidParams(errors) from None
     errors = _check_against_clips(validated, clips)
     if errors:
         raise InvalidParams(errors)
@@ -273,27 +276,9 @@ def _bounds(model: type[BaseModel], location: tuple) -> tuple[float | None, floa
 
 def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict[str, str]:
     errors: dict[str, str] = {}
-
-    def check_range(field: str, label: str, clip: ClipFacts, start: float, end: float) -> None:
-        duration = _seconds(clip.duration)
-        if start >= clip.duration:
-            errors[f"{field}.start"] = f"{label}: start {_seconds(start)} s is past its {duration} s duration"
-        elif end > clip.duration + DURATION_TOLERANCE_SECONDS:
-            errors[f"{field}.end"] = f"{label}: end {_seconds(end)} s is past its {duration} s duration"
-
     if isinstance(params, MultiClipParams):
-        frame = 1 / params.frame_rate
         for index, entry in enumerate(params.clips):
-            clip = clips.get(entry.clip_id)
-            if clip is None:
-                errors[f"clips.{index}.clip_id"] = f"clip {index + 1}: no clip {entry.clip_id} in this project"
-                continue
-            check_range(f"clips.{index}", f"clip {index + 1}", clip, entry.start, entry.end)
-            if not errors.keys() & {f"clips.{index}.start", f"clips.{index}.end"}:
-                if min(entry.end, clip.duration) - entry.start < frame - 1e-6:  # times are kept to microseconds
-                    errors[f"clips.{index}.end"] = (
-                        f"clip {index + 1}: must be at least one frame (1/{params.frame_rate} s) long"
-                    )
+            errors |= _clip_range_errors(index, entry, clips, frame_rate=params.frame_rate)
         first = clips.get(params.clips[0].clip_id)
         if first is not None:
             width, height = params.output_size(first)
@@ -302,21 +287,82 @@ def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict
                     f"the first clip's shape makes a {width}×{height} frame; the largest side is {MAX_OUTPUT_SIDE}"
                 )
         return errors
-
     clip = clips.get(params.clip_id)
     if clip is None:
         return {"clip_id": f"no clip {params.clip_id} in this project"}
-    if isinstance(params, FramingParams):
-        for index, keyframe in enumerate(params.keyframes):
-            if keyframe.t > clip.duration + DURATION_TOLERANCE_SECONDS:
-                errors[f"keyframes.{index}.t"] = (
-                    f"keyframe {index + 1}: {_seconds(keyframe.t)} s is past the clip's "
-                    f"{_seconds(clip.duration)} s duration"
-                )
-    elif isinstance(params, OverlayParams):
-        for index, highlight in enumerate(params.highlights):
-            check_range(f"highlights.{index}", f"highlight {index + 1}", clip, highlight.start, highlight.end)
+    items = params.keyframes if isinstance(params, FramingParams) else params.highlights
+    for index, item in enumerate(items):
+        errors |= _item_errors(index, item, clip)
     return errors
+
+
+def _check_valid_parts_against_clips(model: type[Strict], params: dict, clips: Mapping[int, ClipFacts]) -> dict:
+    """
+    The shape failed somewhere; the parts whose own shape is right are checked against the clips all the same,
+    so a form shows every error at once (an x out of range and an end past the clip's length, say).
+    """
+    errors: dict[str, str] = {}
+    if model is MultiClipParams:
+        entries = params.get("clips")
+        for index, raw in enumerate(entries[:MAX_CLIPS] if isinstance(entries, list) else []):
+            entry = _valid_part(ClipRange, raw)
+            if entry is not None:
+                errors |= _clip_range_errors(index, entry, clips, frame_rate=None)
+        return errors
+    clip_id = params.get("clip_id")
+    clip = clips.get(clip_id) if type(clip_id) is int else None  # not a bool, nor a list (unhashable)
+    name, item_model = ("keyframes", Keyframe) if model is FramingParams else ("highlights", Highlight)
+    items = params.get(name)
+    if clip is None or not isinstance(items, list):
+        return errors
+    for index, raw in enumerate(items[: MAX_HIGHLIGHTS if model is OverlayParams else MAX_KEYFRAMES]):
+        item = _valid_part(item_model, raw)
+        if item is not None:
+            errors |= _item_errors(index, item, clip)
+    return errors
+
+
+def _valid_part(model: type[Strict], raw: Any) -> Strict | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _range_errors(field: str, label: str, clip: ClipFacts, start: float, end: float) -> dict[str, str]:
+    duration = _seconds(clip.duration)
+    if start >= clip.duration:
+        return {f"{field}.start": f"{label}: start {_seconds(start)} s is past its {duration} s duration"}
+    if end > clip.duration + DURATION_TOLERANCE_SECONDS:
+        return {f"{field}.end": f"{label}: end {_seconds(end)} s is past its {duration} s duration"}
+    return {}
+
+
+def _clip_range_errors(
+    index: int, entry: ClipRange, clips: Mapping[int, ClipFacts], *, frame_rate: int | None
+) -> dict[str, str]:
+    """One clip of a multi-clip export against its clip (and, when the frame rate is known, one frame at least)."""
+    clip = clips.get(entry.clip_id)
+    if clip is None:
+        return {f"clips.{index}.clip_id": f"clip {index + 1}: no clip {entry.clip_id} in this project"}
+    errors = _range_errors(f"clips.{index}", f"clip {index + 1}", clip, entry.start, entry.end)
+    if not errors and frame_rate and min(entry.end, clip.duration) - entry.start < 1 / frame_rate - 1e-6:
+        # times are kept to microseconds
+        errors[f"clips.{index}.end"] = f"clip {index + 1}: must be at least one frame (1/{frame_rate} s) long"
+    return errors
+
+
+def _item_errors(index: int, item: Keyframe | Highlight, clip: ClipFacts) -> dict[str, str]:
+    """One keyframe or highlight against its clip's length."""
+    if isinstance(item, Highlight):
+        return _range_errors(f"highlights.{index}", f"highlight {index + 1}", clip, item.start, item.end)
+    if item.t > clip.duration + DURATION_TOLERANCE_SECONDS:
+        return {
+            f"keyframes.{index}.t": (
+                f"keyframe {index + 1}: {_seconds(item.t)} s is past the clip's {_seconds(clip.duration)} s duration"
+            )
+        }
+    return {}
 
 
 class ExportInput(Strict):

@@ -37,6 +37,23 @@ def test_invalid_params_are_400_with_field_errors_and_create_nothing(executor, o
     assert executor.calls["spawn"] == 0
 
 
+def test_a_shape_error_and_an_end_past_the_clip_are_reported_together(executor, owner_client, project, clip):
+    """Before: only the x was reported; fixed and sent again, the form was refused for the end."""
+    highlights = [
+        {"start": 0, "end": 1, "x": 1.5, "y": 0.5, "radius": 0.1},
+        {"start": 0.5, "end": 9, "x": 0.5, "y": 0.5, "radius": 0.1},
+    ]
+    body = {"kind": "overlay", "params": {"clip_id": clip.pk, "highlights": highlights}}
+    response = post_json(owner_client, start_url(project), body)
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "highlights.0.x": "highlight 1: x (horizontal position) must be between 0 and 1",
+        "highlights.1.end": "highlight 2: end 9.0 s is past its 2.0 s duration",
+    }
+    assert ExportJob.objects.count() == 0
+    assert executor.calls["spawn"] == 0
+
+
 @pytest.mark.parametrize(
     "body, field",
     [

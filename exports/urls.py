@@ -7,6 +7,7 @@ app_name = "exports"
 
 urlpatterns = [
     path("exports/", views.history, name="history"),
+    path("exports/<uuid:job_id>/row/", views.history_row, name="history_row"),
     path("exports/notices/", views.notice_preference, name="notice_preference"),
     path("videos/<int:video_id>/media/", views.working_video_media, name="working_video_media"),
     path("api/projects/<int:project_id>/exports/", api.start_export, name="api_start"),

@@ -21,6 +21,14 @@ def history(request):
 
 
 @login_required
+@require_safe
+def history_row(request, job_id):
+    """One row of the history table, as the page draws it: history.js swaps it in when the job changes."""
+    job = get_object_or_404(ExportJob.objects.owned_by(request.user).for_serializing(), pk=job_id)
+    return render(request, "exports/history_row.html", {"job": job})
+
+
+@login_required
 @require_POST
 def notice_preference(request):
     """The history page's switch: e-mail me when an export ends while no page is open (a plain form, no script)."""

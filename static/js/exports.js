@@ -114,6 +114,7 @@
     jobs.set(job.id, job);
     render(job);
     refreshEmpty();
+    document.dispatchEvent(new CustomEvent("export:changed", { detail: job })); // the history table follows
     if (known && ACTIVE.has(known.status) && !ACTIVE.has(job.status)) finished(job);
   }
 

@@ -123,12 +123,19 @@ def test_a_finished_export_appears_where_the_user_is_with_a_download(person, ser
     person.sign_in()
     person.open_demo_project()
     project_page = person.page
+    other_page = person.new_page()  # the user has the history open in another tab
+    other_page.goto(f"{server.url}/exports/")
+    rows_before = other_page.locator("table.history tbody tr").count()
     job_id = start_export(project_page)
     assert project_page.locator("#working-videos .clip").count() == 0
 
-    other_page = person.new_page()  # the user went on elsewhere in another tab
-    other_page.goto(f"{server.url}/exports/")
     watch(other_page, job_id, until=lambda status, percent: status == "processing" and percent > 0)
+    # The history table, loaded before the export started, shows it on top without a reload.
+    row = other_page.locator("table.history tbody tr").first
+    other_page.wait_for_function(
+        f"() => document.querySelector('table.history tbody tr').dataset.jobId === '{job_id}'", timeout=10000
+    )
+    assert other_page.locator("table.history tbody tr").count() == rows_before + 1
     assert "%" in other_page.title().split("·")[0]  # the running percent in the tab's title
     other_page.evaluate(HIDE_TAB)  # the user looks at another tab
 
@@ -142,6 +149,8 @@ def test_a_finished_export_appears_where_the_user_is_with_a_download(person, ser
     assert response.status == 206 and "attachment" in response.headers["content-disposition"]
     tray_download = other_page.get_attribute(f'.export-bar[data-job-id="{job_id}"] [data-role="download"]', "href")
     assert tray_download == download
+    row.locator('td[data-label="Status"].status-complete').wait_for(timeout=10000)  # and its row follows it
+    assert row.get_by_role("link", name="Download").get_attribute("href") == download
 
     # The project page, open all along, shows the new working video without a reload, and it plays.
     video = project_page.wait_for_selector(f'#working-videos .clip[data-job-id="{job_id}"] video', timeout=15000)

@@ -54,6 +54,7 @@ def test_every_url_of_another_users_objects_is_404(recording_executor, owner_cli
         reverse("exports:working_video_media", args=[video.pk]),
         reverse("exports:api_detail", args=[finished.pk]),
         reverse("exports:api_detail", args=[active.pk]),
+        reverse("exports:history_row", args=[finished.pk]),
     ]
     posts = [
         reverse("projects:clip_upload", args=[project.pk]),

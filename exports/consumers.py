@@ -267,18 +267,10 @@ class WorkerEventConsumer(AsyncHttpConsumer):
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self.scope["headers"]}
         job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        status, answer = await sync_to_async(take_worker_event, thread_sensitive=False)(job_id, body, headers)
+        # On any free thread (not the one that pages' database work shares), with a request's connection handling.
+        status, answer = await database_sync_to_async(events.take, thread_sensitive=False)(job_id, body, headers)
         await self.answer(status, answer)
 
     async def answer(self, status: int, answer: dict, extra_headers=()):
         headers = [(b"Content-Type", b"application/json"), *extra_headers]
         await self.send_response(status, json.dumps(answer).encode(), headers=headers)
-
-
-def take_worker_event(job_id, body: bytes, headers: dict) -> tuple[int, dict]:
-    """events.take on a worker thread, with Django's connection handling around it as a request has."""
-    close_old_connections()
-    try:
-        return events.take(job_id, body, headers)
-    finally:
-        close_old_connections()

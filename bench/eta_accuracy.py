@@ -151,16 +151,7 @@ def load(path: Path) -> list[dict]:
 
 
 def replay(records: list[dict], estimator: RemainingTime) -> list[float | None]:
-    return [
-        estimator.observe(
-            record["at"],
-            stage=record["stage"],
-            percent=record["percent"],
-            processed_seconds=record["processed_seconds"],
-            total_seconds=record["total_seconds"],
-        )
-        for record in records
-    ]
+    return [estimator.observe_record(record["at"], record) for record in records]
 
 
 def counted(records: list[dict]) -> list[int]:

@@ -64,11 +64,13 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    media: the colour bars render about twice as fast as the other two patterns, and the machine is
    shared, so the pace moves within a job as it would under a busy neighbour. Each job's real
    `progress.log` is kept (`var/bench/eta/`) and replayed through the worker's estimator
-   (`modal_jobs/eta.py`); the replay matches the `remaining_seconds` the worker wrote to within
-   0.05 s (their rounding). The true time left at a record is the job's last `worker_time` (its
-   100 % record) minus the record's; the error is |estimate - true| / true, over the records at
-   20 % or more **with at least 5 s truly left**: in the last seconds a tenth of a second is a large
-   fraction, and the estimate has counted down to about zero anyway. A counted record without an
+   (`modal_jobs/eta.py`, counting the work each record carries: `multi_clip`'s 240 s are long enough
+   for the worker to sample one second of each clip first, `pipeline.part_costs`); the replay
+   matches the `remaining_seconds` the worker wrote to within 0.05 s (their rounding). The true time
+   left at a record is the job's last `worker_time` (its 100 % record) minus the record's; the error
+   is |estimate - true| / true, over the records at 20 % or more **with at least 5 s truly left**: in
+   the last seconds a tenth of a second is a large fraction, and the estimate has counted down to
+   about zero anyway. A counted record without an
    estimate is a blank, not an error. The largest step is the largest move of an estimate from
    where the previous one had counted down to, as a fraction of that (while 5 s or more). The three
    kinds together pool their records. **Baseline:** the browser's old estimate (`etaFor` before

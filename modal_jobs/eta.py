@@ -21,6 +21,10 @@ Chosen by replaying real `progress.log` traces of the three export kinds
   estimate can still rise), per second since it was made: pages see it glide.
 - Rendering is nearly all of an export's time; after it (probe, upload, result)
   the estimate only counts down, to zero at the least. 0 means done or nearly.
+- The rate counts work, not media seconds: where the parts of a render go at
+  paces of their own (a multi-clip export's clips, by their content), each
+  media second weighs its part's measured cost (RenderWork), so a slow first
+  clip does not make the whole export look slow.
 """
 
 from __future__ import annotations
@@ -33,6 +37,31 @@ MIN_PERCENT = 15
 MIN_RENDERING_SECONDS = 3.0
 MAX_STEP = 0.1
 MIN_STEP_SECONDS = 2.0
+
+
+class RenderWork:
+    """
+    A render's media seconds weighted by each part's cost (pipeline.part_costs), scaled so that the whole
+    render's work equals its media seconds: with no costs, work is media seconds.
+    """
+
+    def __init__(self, part_seconds: list[float], costs: list[float]):
+        self.parts = list(zip(part_seconds, costs, strict=True)) if costs else []
+        self.media_total = sum(part_seconds)
+        mean_cost = sum(seconds * cost for seconds, cost in self.parts) / self.media_total if self.parts else 1.0
+        self.parts = [(seconds, cost / mean_cost) for seconds, cost in self.parts]
+
+    def done(self, media_seconds: float) -> float:
+        """The work in the first `media_seconds` of the render."""
+        if not self.parts:
+            return media_seconds
+        work, left = 0.0, media_seconds
+        for seconds, weight in self.parts:
+            work += min(left, seconds) * weight
+            left -= seconds
+            if left <= 0:
+                break
+        return work
 
 
 class RemainingTime:
@@ -82,6 +111,17 @@ class RemainingTime:
             shown = min(max(measured, counted_down - limit), counted_down + limit)
         self._shown = (at, shown)
         return shown
+
+    def observe_record(self, at: float, record) -> float | None:
+        """observe() a progress record (a mapping of its fields): by its work where it has one, else its seconds."""
+        work = record.get("processed_work") is not None and record.get("total_work") is not None
+        return self.observe(
+            at,
+            stage=record["stage"],
+            percent=record["percent"],
+            processed_seconds=record["processed_work" if work else "processed_seconds"],
+            total_seconds=record["total_work" if work else "total_seconds"],
+        )
 
     def counted_down(self, at: float) -> float:
         """The last estimate, less the time since it was made (what a page shows at `at`)."""

@@ -26,10 +26,22 @@ from .schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams, St
 AUDIO_RATE = 48000
 DEFAULT_FRAME_RATE = 30
 NVENC_TRIAL_SECONDS = 30
+# Each part of a multi-part render is sampled for its pace (part_costs): this much of it, if the samples
+# together stay under SAMPLES_SHARE of the whole render's media (so a short export is never slowed down).
+SAMPLE_SECONDS = 1.0
+SAMPLES_SHARE = 0.03
 
 
 class RenderError(RuntimeError):
     """ffmpeg failed; the message carries its last lines of output."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stretch of the output that renders at a pace of its own (one clip of a multi-clip export)."""
+
+    seconds: float
+    sample: list[str]  # ffmpeg inputs, filter and map that make its first SAMPLE_SECONDS of video, as rendered
 
 
 @dataclass
@@ -41,6 +53,7 @@ class RenderPlan:
     height: int
     frame_rate: int = DEFAULT_FRAME_RATE
     prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
+    parts: list[Part] = field(default_factory=list)  # in timeline order; none: one part, at one pace
 
 
 def even_within(value: float) -> int:
@@ -80,21 +93,29 @@ def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
     chains: list[str] = []
     labels: list[str] = []
     total = 0.0
+    parts: list[Part] = []
+
+    def video_chain(index: int, duration: float) -> str:
+        return (
+            f"[{index}:v]fps={rate},scale={width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic,"
+            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
+            f"trim=duration={seconds(duration)},setpts=PTS-STARTPTS[v{index}]"
+        )
+
     for index, entry in enumerate(params.clips):
         path, facts = clips[entry.clip_id]
         end = min(entry.end, facts.duration)
         duration = end - entry.start
         total += duration
         inputs += ["-ss", seconds(entry.start), "-t", seconds(duration), "-i", str(path)]
-        chains.append(
-            f"[{index}:v]fps={rate},scale={width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic,"
-            f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
-            f"trim=duration={seconds(duration)},setpts=PTS-STARTPTS[v{index}]"
-        )
+        chains.append(video_chain(index, duration))
         chains.append(_audio_chain(f"{index}:a" if facts.has_audio else None, duration, f"a{index}"))
         labels.append(f"[v{index}][a{index}]")
+        sampled = min(SAMPLE_SECONDS, duration)
+        sample = ["-ss", seconds(entry.start), "-t", seconds(sampled), "-i", str(path)]
+        parts.append(Part(duration, [*sample, "-filter_complex", video_chain(0, sampled), "-map", "[v0]"]))
     chains.append(f"{''.join(labels)}concat=n={len(params.clips)}:v=1:a=1[vout][aout]")
-    return RenderPlan(inputs, ";".join(chains), total, width, height, rate)
+    return RenderPlan(inputs, ";".join(chains), total, width, height, rate, parts=parts)
 
 
 def _centre_expression(keyframes) -> str:
@@ -224,6 +245,28 @@ def _nvenc_problem(ffmpeg: str) -> str:
     # The first line names the cause ("Cannot load libcuda.so.1"); the rest is ffmpeg unwinding.
     first_line = completed.stderr.strip().partition("\n")[0]
     return re.sub(r"^(\[[^]]*\] )+", "", first_line)[:300] or f"ffmpeg exited with {completed.returncode}"
+
+
+def part_costs(plan: RenderPlan) -> list[float]:
+    """
+    Each part's rendering seconds per media second, from encoding a sample of it as the render will (its
+    content sets x264's pace: one clip can take three times another's): what the time-left estimate weighs
+    the parts by. Empty when there is one part, or the samples would cost more than SAMPLES_SHARE.
+    """
+    if len(plan.parts) < 2 or len(plan.parts) * SAMPLE_SECONDS > SAMPLES_SHARE * plan.duration:
+        return []
+    encoder = choose_encoder()
+    costs = []
+    for part in plan.parts:
+        command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+        command += ["-progress", "pipe:1", *part.sample, *encoder.arguments(), "-f", "null", "-"]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        # ffmpeg's own speed counts from the first frame, not from the process's start and the inputs' probing.
+        speeds = re.findall(r"^speed=\s*([0-9.]+)x", completed.stdout, flags=re.MULTILINE)
+        if completed.returncode != 0 or not speeds or float(speeds[-1]) <= 0:
+            return []  # a part that cannot be sampled will show in the render; the estimate goes unweighted
+        costs.append(1 / float(speeds[-1]))
+    return costs
 
 
 def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] | None = None) -> Encoder:

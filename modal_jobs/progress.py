@@ -77,7 +77,10 @@ class ProgressReporter:
         message: str = "",
         processed_seconds: float | None = None,
         total_seconds: float | None = None,
+        processed_work: float | None = None,
+        total_work: float | None = None,
     ) -> None:
+        """Each of the seconds and work left out stays as it was."""
         with self._lock:
             previous = self._record
             shown = max(int(previous.get("percent", 0)), min(99, int(percent)))
@@ -87,6 +90,8 @@ class ProgressReporter:
                 message or previous.get("message", ""),
                 previous.get("processed_seconds", 0.0) if processed_seconds is None else processed_seconds,
                 previous.get("total_seconds", 0.0) if total_seconds is None else total_seconds,
+                previous.get("processed_work") if processed_work is None else processed_work,
+                previous.get("total_work") if total_work is None else total_work,
             )
             stage_changed = stage != previous.get("stage")
             moved = shown != previous.get("percent") or record["message"] != previous.get("message")
@@ -123,9 +128,11 @@ class ProgressReporter:
         with self._lock:
             self._flush_log_locked()
 
-    def _new_record(self, percent, stage, message, processed_seconds, total_seconds) -> dict:
+    def _new_record(
+        self, percent, stage, message, processed_seconds, total_seconds, processed_work=None, total_work=None
+    ) -> dict:
         """The record's fields as they stand; _write_locked adds the estimate and the time (ProgressRecord)."""
-        return {
+        record = {
             "job_id": self.job_id,
             "call_id": self.call_id,
             "attempt": self.attempt,
@@ -135,17 +142,14 @@ class ProgressReporter:
             "processed_seconds": round(float(processed_seconds), 3),
             "total_seconds": round(float(total_seconds), 3),
         }
+        if processed_work is not None and total_work is not None:
+            record |= {"processed_work": round(float(processed_work), 3), "total_work": round(float(total_work), 3)}
+        return record
 
     def _write_locked(self) -> None:
         """Write the current record; a store hiccup costs one progress update, never the export."""
         now = self.clock()
-        remaining = self._remaining.observe(
-            now,
-            stage=self._record["stage"],
-            percent=self._record["percent"],
-            processed_seconds=self._record["processed_seconds"],
-            total_seconds=self._record["total_seconds"],
-        )
+        remaining = self._remaining.observe_record(now, self._record)
         record = ProgressRecord(
             **self._record,
             remaining_seconds=None if remaining is None else round(remaining, 1),

@@ -72,6 +72,9 @@ class ProgressRecord(BaseModel):
     attempt: int = 1
     processed_seconds: float = 0.0
     total_seconds: float = 0.0
+    # The same, weighted by each part's pace (eta.RenderWork) where a render's parts go at paces of their own.
+    processed_work: float | None = None
+    total_work: float | None = None
     # The worker's estimate of the seconds left as of worker_time (eta.py); None until it is stable.
     remaining_seconds: Annotated[float | None, BeforeValidator(_remaining)] = None
 

@@ -19,9 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
-from .pipeline import RenderError, build_plan, render
+from .pipeline import RenderError, build_plan, part_costs, render
 from .progress import ProgressReporter
 from .records import MAX_RECORD_BYTES, OUTPUT, PROGRESS, RESULT, ExportResult, error_result, job_key, parse_progress
 from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
@@ -111,8 +112,17 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
         plan = build_plan(export.kind, params, clips, work_dir)
         output = work_dir / "output.mp4"
         low, high = RENDER_SHARE
+        if len(plan.parts) > 1:
+            reporter.update(percent=low, stage="preparing", message="Measuring each clip's pace")
+        work = RenderWork([part.seconds for part in plan.parts], part_costs(plan))
         reporter.update(
-            percent=low, stage="rendering", message="Rendering", processed_seconds=0.0, total_seconds=plan.duration
+            percent=low,
+            stage="rendering",
+            message="Rendering",
+            processed_seconds=0.0,
+            total_seconds=plan.duration,
+            processed_work=0.0,
+            total_work=plan.duration,
         )
 
         def rendered(done_seconds: float) -> None:
@@ -122,6 +132,7 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
                 stage="rendering",
                 message=f"Rendering {done:.0f} of {plan.duration:.0f} s",
                 processed_seconds=done,
+                processed_work=work.done(done),
             )
 
         started = time.monotonic()

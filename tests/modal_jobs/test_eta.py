@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from modal_jobs.eta import MAX_STEP, MIN_PERCENT, MIN_RENDERING_SECONDS, MIN_STEP_SECONDS, RemainingTime
+from modal_jobs.eta import (
+    MAX_STEP,
+    MIN_PERCENT,
+    MIN_RENDERING_SECONDS,
+    MIN_STEP_SECONDS,
+    RemainingTime,
+    RenderWork,
+)
 from modal_jobs.progress import ProgressReporter
 
 from .conftest import read_log
@@ -148,3 +155,39 @@ def test_a_failed_export_writes_no_time_left(store):
     records = read_log(store, "eta-2")
     assert records[-2]["remaining_seconds"] is not None
     assert records[-1]["stage"] == "failed" and records[-1]["remaining_seconds"] is None
+
+
+def test_render_work_weighs_each_part_by_its_cost_and_adds_up_to_the_media_seconds():
+    work = RenderWork([10.0, 10.0], [3.0, 1.0])  # the first clip takes three times as long per second
+
+    assert [work.done(seconds) for seconds in (0, 5, 10, 15, 20, 25)] == [0, 7.5, 15, 17.5, 20, 20]
+
+
+def test_render_work_without_costs_is_the_media_seconds():
+    assert RenderWork([10.0, 10.0], []).done(12.5) == 12.5
+
+
+def test_a_slow_first_clip_no_longer_makes_the_whole_export_look_slow():
+    """
+    Before: rendering 60 s of a slow clip (2 s per s) then 60 s of a fast one (0.5 s per s), the estimate at a
+    third of the way said 160 s left where 70 s were: the first clip's pace, taken for the whole export's.
+    """
+    parts, costs = [60.0, 60.0], [2.0, 0.5]
+    work = RenderWork(parts, costs)
+    weighted, plain = RemainingTime(), RemainingTime()
+    at, errors = 0.0, {"weighted": [], "plain": []}
+    for media in range(0, 121):
+        record = {"stage": "rendering", "percent": int(10 + 85 * media / 120), "processed_seconds": media,
+                  "total_seconds": 120.0, "processed_work": work.done(media), "total_work": 120.0}  # fmt: skip
+        truly_left = 2.0 * max(0, 60 - media) + 0.5 * min(60, 120 - media)
+        for name, estimator, fields in (
+            ("weighted", weighted, record),
+            ("plain", plain, record | {"processed_work": None}),
+        ):
+            estimate = estimator.observe_record(at, fields)
+            if estimate is not None and 20 <= media <= 60:
+                errors[name].append(abs(estimate - truly_left) / truly_left)
+        at += 2.0 if media < 60 else 0.5
+
+    assert max(errors["weighted"]) < 0.05
+    assert min(errors["plain"]) > 0.3

@@ -2,11 +2,14 @@
 
 import json
 from itertools import pairwise
+from pathlib import Path
 
 import av
 import pytest
 
-from modal_jobs.media import probe
+from modal_jobs import pipeline
+from modal_jobs.media import generate_test_clip, probe
+from modal_jobs.pipeline import build_plan, part_costs
 from modal_jobs.records import job_key
 from modal_jobs.schema import (
     MAX_CLIPS,
@@ -15,6 +18,7 @@ from modal_jobs.schema import (
     MAX_KEYFRAMES,
     MIN_HEIGHT,
     ClipFacts,
+    MultiClipParams,
     validate_params,
 )
 from modal_jobs.worker import run_export
@@ -210,3 +214,49 @@ def test_the_extreme_of_every_limit_renders(store, sample_clips, case):
     _, result = render(store, kind, params, inputs)
 
     output_info(store, result)
+
+
+@pytest.fixture(scope="module")
+def busy_and_flat_clips(tmp_path_factory):
+    """Two seconds of moving detail and two of one flat colour: x264's pace differs several times between them."""
+    folder = tmp_path_factory.mktemp("paces")
+    busy, flat = folder / "busy.mp4", folder / "flat.mp4"
+    generate_test_clip(busy, pattern="testsrc2", tone_hz=None, seconds=2, width=640, height=360)
+    generate_test_clip(flat, pattern="color", tone_hz=None, seconds=2, width=640, height=360)
+    return busy, flat
+
+
+def plan_of(clips, seconds_each: float):
+    """A multi-clip plan of the clips (each said to last `seconds_each`, of which the samples read the first)."""
+    facts = ClipFacts(duration=seconds_each, width=640, height=360, has_audio=False)
+    entries = {number: (path, facts) for number, path in enumerate(clips, start=1)}
+    params = MultiClipParams.model_validate({"clips": [{"clip_id": n, "end": seconds_each} for n in entries]})
+    return build_plan("multi_clip", params, entries, Path("."))
+
+
+def test_each_clip_of_a_long_multi_clip_export_is_sampled_for_its_pace(busy_and_flat_clips):
+    """Before: the estimate took the first clip's pace for the whole export's (issue 17, figure 8 missed)."""
+    busy_cost, flat_cost = part_costs(plan_of(busy_and_flat_clips, 60))
+
+    assert busy_cost > 1.5 * flat_cost
+
+
+def test_a_short_export_is_not_slowed_down_by_samples(busy_and_flat_clips):
+    assert part_costs(plan_of(busy_and_flat_clips, 20)) == []  # 2 s of samples would be 5 % of 40 s
+    assert part_costs(plan_of(busy_and_flat_clips[:1], 600)) == []  # one clip: nothing to weigh
+
+
+def test_a_multi_clip_exports_records_carry_its_work_as_well_as_its_seconds(store, busy_and_flat_clips, monkeypatch):
+    monkeypatch.setattr(pipeline, "SAMPLES_SHARE", 1.0)  # sample even this short export
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")  # long enough for records while the busy clip renders
+    inputs = {1: add_input(store, busy_and_flat_clips[0]), 2: add_input(store, busy_and_flat_clips[1])}
+    params = {"clips": [{"clip_id": 1, "end": 2}, {"clip_id": 2, "end": 2}]}
+    payload, result = render(store, "multi_clip", params, inputs)
+
+    assert result["status"] == "success", result
+    log = [json.loads(line) for line in store.path(job_key(payload["job_id"], "progress.log")).read_text().splitlines()]
+    rendering = [record for record in log if record["stage"] == "rendering"]
+    assert {record["total_work"] for record in rendering} == {4.0}
+    midway = [record for record in rendering if 0 < record["processed_seconds"] < 4]
+    # The busy first clip is most of the work: until the end its seconds count for more than their share.
+    assert midway and all(record["processed_work"] > record["processed_seconds"] for record in midway)

@@ -123,8 +123,7 @@ def post_back_to_back(server, jobs, seconds: float) -> list[float]:
     stop = threading.Event()
 
     def send(job) -> None:
-        sender = sender_for(server, job)
-        sender.close()  # only its deliver() is used: one synchronous signed POST
+        sender = sender_for(server, job)  # only its deliver() is used: one synchronous signed POST
         percent = 0
         while not stop.is_set():
             percent = min(99, percent + 1)

@@ -73,14 +73,18 @@ class EventSender:
         self._newest: ProgressRecord | None = None
         self._wake = threading.Condition()
         self._closed = False
+        # Started by the first progress record: a sender that only delivers (the result, a bench) needs none.
         self._thread = threading.Thread(target=self._send_progress, name=f"events-{job_id}", daemon=True)
-        self._thread.start()
 
     def progress(self, record: ProgressRecord) -> None:
         """Queue the record, replacing any not sent yet; returns at once."""
         with self._wake:
+            if self._closed:
+                return
             self._newest = record
             self._wake.notify()
+            if not self._thread.is_alive():
+                self._thread.start()
 
     def finished(self, result: ExportResult) -> bool:
         """Send the result (after the last progress event); True once the backend took it. Never raises."""
@@ -105,7 +109,8 @@ class EventSender:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        self._thread.join(timeout=self.timeout_seconds + 1)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=self.timeout_seconds + 1)
 
     def _send_progress(self) -> None:
         while True:

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from modal_jobs.events import EventSender
-from modal_jobs.records import ExportResult, ProgressRecord
+from modal_jobs.records import ExportResult, ProgressRecord, WorkerEvent
 
 SECRET = "whsec_" + "c2VjcmV0LW9mLW9uZS1qb2ItZm9yLXRoZS10ZXN0cw=="
 
@@ -105,3 +105,19 @@ def test_no_backend_at_all_costs_a_few_quick_attempts_and_no_error():
     events = sender("http://127.0.0.1:9/nobody/", final_attempts=3)  # the discard port: nothing listens
     events.progress(record(5))
     assert events.finished(RESULT) is False
+
+
+def test_a_sender_that_only_delivers_starts_no_thread(backend):
+    """Before: every sender started its progress thread, so the bench started one per sender only to close it."""
+
+    def senders_threads():
+        return [thread for thread in threading.enumerate() if thread.name == "events-job-2"]
+
+    events = EventSender(url=backend.url, secret=SECRET, job_id="job-2")
+    assert events.deliver(WorkerEvent(type="result", job_id="job-2", result=RESULT), "msg_only") == 200
+    assert senders_threads() == []
+
+    events.progress(record(3))  # the first record starts it
+    assert len(senders_threads()) == 1
+    events.close()
+    assert [body["record"]["percent"] for _, body in backend.events("progress")] == [3]

@@ -13,6 +13,7 @@ uses), so a hanging executor cannot stall other sockets' database work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -124,6 +125,13 @@ class SharedTicks:
             run.add_done_callback(lambda _: self._forget_old(now - interval))
         return await asyncio.shield(started[1])
 
+    async def settle(self, user_id, session_key) -> None:
+        """Wait for the session's tick in flight, if any: the presence it notes must land before a departure."""
+        started = self._running.get((user_id, session_key))
+        if started is not None and not started[1].done():
+            with contextlib.suppress(Exception):  # its failure was the tick's to report
+                await asyncio.shield(started[1])
+
     def _forget_old(self, before: float) -> None:
         for key in [key for key, (at, run, _) in self._running.items() if at < before and run.done()]:
             del self._running[key]
@@ -161,6 +169,7 @@ class ExportProgressConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
         if hasattr(self, "group_name"):
             await self.channel_layer.group_discard(self.group_name, self.channel_name)
+            await shared_ticks.settle(self.user.pk, self.session_key)
             await database_sync_to_async(left_a_socket)(self.user.pk)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):

@@ -325,6 +325,40 @@ async def test_an_open_socket_means_present_and_closing_it_means_away(owner):
     assert not await sync_to_async(seen)()
 
 
+async def test_a_tick_in_flight_when_the_socket_closes_does_not_make_the_owner_present_again(
+    owner, project, settings, monkeypatch
+):
+    """
+    Before: a tick that had not yet noted presence when the socket closed noted it just after the departure,
+    so an export ending within the next 15 s was told to no one (no page, and no e-mail either).
+    """
+    from types import SimpleNamespace
+
+    from channels.auth import get_user
+
+    from exports import consumers
+    from exports.models import NoticePreference
+
+    settings.EXPORTS_SOCKET_TICK_SECONDS = 0.1
+    await sync_to_async(ExportJobFactory)(project=project, status=ExportStatus.PROCESSING)  # so the socket ticks
+    checking = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_session_check(scope):
+        loop.call_soon_threadsafe(checking.set)
+        time.sleep(0.5)  # the tick is between its start and its note of presence
+        return get_user.func(scope)
+
+    monkeypatch.setattr(consumers, "get_user", SimpleNamespace(func=slow_session_check))
+    socket, _ = await connect(owner)
+    await asyncio.wait_for(checking.wait(), timeout=5)
+    await socket.disconnect()
+    await asyncio.sleep(0.8)  # the tick has long ended
+
+    preference = await NoticePreference.objects.filter(user=owner).afirst()
+    assert preference.socket_seen_at is None
+
+
 @pytest.mark.parametrize("cancel_requested", [False, True], ids=["running", "cancel-pending"])
 async def test_a_socket_leaves_to_its_worker_a_job_the_worker_keeps_telling_of(
     owner, project, settings, monkeypatch, cancel_requested

@@ -10,6 +10,7 @@ urlpatterns = [
     path("exports/<uuid:job_id>/row/", views.history_row, name="history_row"),
     path("exports/notices/", views.notice_preference, name="notice_preference"),
     path("videos/<int:video_id>/media/", views.working_video_media, name="working_video_media"),
+    path("videos/<int:video_id>/card/", views.working_video_card, name="working_video_card"),
     path("api/projects/<int:project_id>/exports/", api.start_export, name="api_start"),
     # Deleting projects and clips lives here: it must stop and clean up exports first.
     path("api/projects/<int:project_id>/delete/", api.delete_project, name="api_delete_project"),

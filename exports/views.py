@@ -41,6 +41,16 @@ def notice_preference(request):
 
 @login_required
 @require_safe
+def working_video_card(request, video_id):
+    """A working video's card, as its project page draws it: export_forms.js adds it when an export ends."""
+    video = get_object_or_404(
+        WorkingVideo.objects.select_related("export_job"), pk=video_id, project__owner=request.user
+    )
+    return render(request, "exports/working_video_card.html", {"video": video})
+
+
+@login_required
+@require_safe
 def working_video_media(request, video_id):
     video = get_object_or_404(
         WorkingVideo.objects.select_related("project", "export_job"), pk=video_id, project__owner=request.user

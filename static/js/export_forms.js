@@ -115,28 +115,17 @@
     if (form) form.querySelector('[data-role="form-error"]').hidden = true;
     const video = job.working_video;
     if (job.status !== "complete" || !video || document.getElementById("working-video-" + video.id)) return;
-    const item = document.createElement("li");
-    item.className = "clip";
-    item.id = "working-video-" + video.id;
-    item.dataset.jobId = job.id;
-    const player = document.createElement("video");
-    player.controls = true;
-    player.preload = "metadata";
-    player.src = video.url;
-    const meta = document.createElement("div");
-    meta.className = "clip-meta";
-    const title = document.createElement("strong");
-    title.textContent = job.kind_label;
-    const facts = document.createElement("span");
-    facts.className = "muted";
-    facts.textContent = "just now · " + video.duration.toFixed(1) + " s · " + video.width + "×" + video.height;
-    const download = document.createElement("a");
-    download.href = video.download_url;
-    download.textContent = "Download";
-    meta.append(title, facts, download);
-    item.append(player, meta);
-    videos.querySelector('[data-role="videos"]').prepend(item);
-    videos.querySelector('[data-role="none"]').hidden = true;
+    // The card as the page draws it (templates/exports/working_video_card.html), from the server.
+    fetch(videos.dataset.cardUrl.replace(/\/0\/card\/$/, "/" + video.id + "/card/"), { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.text() : null))
+      .then((html) => {
+        if (!html || document.getElementById("working-video-" + video.id)) return;
+        const holder = document.createElement("ul");
+        holder.innerHTML = html.trim();
+        videos.querySelector('[data-role="videos"]').prepend(holder.firstElementChild);
+        videos.querySelector('[data-role="none"]').hidden = true;
+      })
+      .catch(() => {}); // a reload shows it
   });
 
   section.addEventListener("submit", (event) => {

@@ -52,6 +52,7 @@ def test_every_url_of_another_users_objects_is_404(recording_executor, owner_cli
         reverse("projects:api_detail", args=[project.pk]),
         reverse("projects:clip_media", args=[project.pk, clip.pk]),
         reverse("exports:working_video_media", args=[video.pk]),
+        reverse("exports:working_video_card", args=[video.pk]),
         reverse("exports:api_detail", args=[finished.pk]),
         reverse("exports:api_detail", args=[active.pk]),
         reverse("exports:history_row", args=[finished.pk]),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 PAYLOAD_SCHEMA_VERSION = 1
 # The export kinds, the one list: the web app's ExportKind, both backends and the Modal app follow it.
@@ -32,6 +32,7 @@ MAX_OUTPUT_SIDE = 4096
 DURATION_TOLERANCE_SECONDS = 0.05
 
 Seconds = Annotated[float, Field(ge=0, le=24 * 3600)]
+SECONDS = TypeAdapter(Seconds, config=ConfigDict(strict=True, allow_inf_nan=False))
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Height = Annotated[int, Field(ge=MIN_HEIGHT, le=MAX_HEIGHT)]
 ClipId = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -290,41 +291,61 @@ def _check_against_clips(params: Strict, clips: Mapping[int, ClipFacts]) -> dict
     clip = clips.get(params.clip_id)
     if clip is None:
         return {"clip_id": f"no clip {params.clip_id} in this project"}
-    items = params.keyframes if isinstance(params, FramingParams) else params.highlights
-    for index, item in enumerate(items):
-        errors |= _item_errors(index, item, clip)
+    if isinstance(params, FramingParams):
+        for index, keyframe in enumerate(params.keyframes):
+            errors |= _keyframe_errors(index, keyframe.t, clip)
+    else:
+        for index, highlight in enumerate(params.highlights):
+            errors |= _highlight_errors(index, highlight.start, highlight.end, clip)
     return errors
 
 
 def _check_valid_parts_against_clips(model: type[Strict], params: dict, clips: Mapping[int, ClipFacts]) -> dict:
     """
-    The shape failed somewhere; the parts whose own shape is right are checked against the clips all the same,
-    so a form shows every error at once (an x out of range and an end past the clip's length, say).
+    The shape failed somewhere; each part's times (and clip) whose own shape is right are checked against the
+    clips all the same, so a form shows every error at once (an x out of range and an end past the clip's
+    length, in the same highlight or not).
     """
     errors: dict[str, str] = {}
     if model is MultiClipParams:
         entries = params.get("clips")
         for index, raw in enumerate(entries[:MAX_CLIPS] if isinstance(entries, list) else []):
-            entry = _valid_part(ClipRange, raw)
+            fields = (
+                {key: raw[key] for key in ("clip_id", "start", "end") if key in raw} if isinstance(raw, dict) else raw
+            )
+            entry = _valid_part(ClipRange, fields)
             if entry is not None:
                 errors |= _clip_range_errors(index, entry, clips, frame_rate=None)
         return errors
     clip_id = params.get("clip_id")
     clip = clips.get(clip_id) if type(clip_id) is int else None  # not a bool, nor a list (unhashable)
-    name, item_model = ("keyframes", Keyframe) if model is FramingParams else ("highlights", Highlight)
+    name = "keyframes" if model is FramingParams else "highlights"
     items = params.get(name)
     if clip is None or not isinstance(items, list):
         return errors
     for index, raw in enumerate(items[: MAX_HIGHLIGHTS if model is OverlayParams else MAX_KEYFRAMES]):
-        item = _valid_part(item_model, raw)
-        if item is not None:
-            errors |= _item_errors(index, item, clip)
+        if not isinstance(raw, dict):
+            continue
+        # Its times alone: an x out of range must not hide an end past the clip's length.
+        if name == "highlights":
+            times = _valid_part(TimeRange, {key: raw[key] for key in ("start", "end") if key in raw})
+            if times is not None:
+                errors |= _highlight_errors(index, times.start, times.end, clip)
+        elif (t := _valid_seconds(raw.get("t"))) is not None:
+            errors |= _keyframe_errors(index, t, clip)
     return errors
 
 
 def _valid_part(model: type[Strict], raw: Any) -> Strict | None:
     try:
         return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _valid_seconds(raw: Any) -> float | None:
+    try:
+        return SECONDS.validate_python(raw)
     except ValidationError:
         return None
 
@@ -352,14 +373,15 @@ def _clip_range_errors(
     return errors
 
 
-def _item_errors(index: int, item: Keyframe | Highlight, clip: ClipFacts) -> dict[str, str]:
-    """One keyframe or highlight against its clip's length."""
-    if isinstance(item, Highlight):
-        return _range_errors(f"highlights.{index}", f"highlight {index + 1}", clip, item.start, item.end)
-    if item.t > clip.duration + DURATION_TOLERANCE_SECONDS:
+def _highlight_errors(index: int, start: float, end: float, clip: ClipFacts) -> dict[str, str]:
+    return _range_errors(f"highlights.{index}", f"highlight {index + 1}", clip, start, end)
+
+
+def _keyframe_errors(index: int, t: float, clip: ClipFacts) -> dict[str, str]:
+    if t > clip.duration + DURATION_TOLERANCE_SECONDS:
         return {
             f"keyframes.{index}.t": (
-                f"keyframe {index + 1}: {_seconds(item.t)} s is past the clip's {_seconds(clip.duration)} s duration"
+                f"keyframe {index + 1}: {_seconds(t)} s is past the clip's {_seconds(clip.duration)} s duration"
             )
         }
     return {}

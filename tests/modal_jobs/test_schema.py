@@ -140,6 +140,18 @@ def test_a_missing_or_mistyped_field_says_so_plainly():
              "highlights.1.end": "highlight 2: end 25.0 s is past its 20.0 s duration"},
         ),
         (
+            "overlay",
+            {"clip_id": 1, "highlights": [{"start": 2, "end": 25, "x": 1.5, "y": 0.5, "radius": 0.1}]},
+            {"highlights.0.x": "highlight 1: x (horizontal position) must be between 0 and 1",
+             "highlights.0.end": "highlight 1: end 25.0 s is past its 20.0 s duration"},
+        ),
+        (
+            "framing_ai",
+            {"clip_id": 1, "keyframes": [{"t": 0, "x": 0.5}, {"t": 30, "x": 2}]},
+            {"keyframes.1.x": "keyframe 2: x (horizontal position) must be between 0 and 1",
+             "keyframes.1.t": "keyframe 2: 30.0 s is past the clip's 20.0 s duration"},
+        ),
+        (
             "multi_clip",
             {"clips": [{"clip_id": 1, "start": 0, "end": 30}, {"clip_id": 9, "end": 2}], "frame_rate": 100},
             {"frame_rate": "frame rate must be between 10 and 60",
@@ -153,7 +165,7 @@ def test_a_missing_or_mistyped_field_says_so_plainly():
              "keyframes.1.t": "keyframe 2: 21.0 s is past the clip's 20.0 s duration"},
         ),
     ],
-    ids=["overlay", "multi_clip", "framing_ai"],
+    ids=["overlay", "overlay-same-highlight", "framing_ai-same-keyframe", "multi_clip", "framing_ai"],
 )  # fmt: skip
 def test_an_error_of_shape_and_one_against_the_clip_come_together(kind, params, expected):
     """Before: a shape error hid every check against the clips, so a form was fixed and sent again, then refused."""

@@ -143,7 +143,8 @@
         if (result.status === 400 && result.body.fields) {
           for (const [path, message] of Object.entries(result.body.fields)) {
             const place = built.place(path);
-            if (place) place.textContent = message;
+            // A highlight row or keyframe list has one place for all its errors: one line each.
+            if (place) place.textContent = place.textContent ? place.textContent + "\n" + message : message;
             else showFormError(form, path + ": " + message);
           }
         }

@@ -55,6 +55,11 @@ class RenderPlan:
     prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
     parts: list[Part] = field(default_factory=list)  # in timeline order; none: one part, at one pace
 
+    @property
+    def sampled(self) -> bool:
+        """Whether part_costs samples the parts: more than one, at a cost of at most SAMPLES_SHARE."""
+        return len(self.parts) > 1 and len(self.parts) * SAMPLE_SECONDS <= SAMPLES_SHARE * self.duration
+
 
 def even_within(value: float) -> int:
     """Largest even size that fits in `value` (for crops, which cannot exceed the source)."""
@@ -253,7 +258,7 @@ def part_costs(plan: RenderPlan) -> list[float]:
     content sets x264's pace: one clip can take three times another's): what the time-left estimate weighs
     the parts by. Empty when there is one part, or the samples would cost more than SAMPLES_SHARE.
     """
-    if len(plan.parts) < 2 or len(plan.parts) * SAMPLE_SECONDS > SAMPLES_SHARE * plan.duration:
+    if not plan.sampled:
         return []
     encoder = choose_encoder()
     costs = []

@@ -112,7 +112,7 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
         plan = build_plan(export.kind, params, clips, work_dir)
         output = work_dir / "output.mp4"
         low, high = RENDER_SHARE
-        if len(plan.parts) > 1:
+        if plan.sampled:
             reporter.update(percent=low, stage="preparing", message="Measuring each clip's pace")
         work = RenderWork([part.seconds for part in plan.parts], part_costs(plan))
         reporter.update(

@@ -116,13 +116,11 @@
     const video = job.working_video;
     if (job.status !== "complete" || !video || document.getElementById("working-video-" + video.id)) return;
     // The card as the page draws it (templates/exports/working_video_card.html), from the server.
-    fetch(videos.dataset.cardUrl.replace(/\/0\/card\/$/, "/" + video.id + "/card/"), { credentials: "same-origin" })
-      .then((response) => (response.ok ? response.text() : null))
-      .then((html) => {
-        if (!html || document.getElementById("working-video-" + video.id)) return;
-        const holder = document.createElement("ul");
-        holder.innerHTML = html.trim();
-        videos.querySelector('[data-role="videos"]').prepend(holder.firstElementChild);
+    window.exportsHttp
+      .fetchFragment(videos.dataset.cardUrl.replace(/\/0\/card\/$/, "/" + video.id + "/card/"), "ul")
+      .then((card) => {
+        if (!card || document.getElementById("working-video-" + video.id)) return;
+        videos.querySelector('[data-role="videos"]').prepend(card);
         videos.querySelector('[data-role="none"]').hidden = true;
       })
       .catch(() => {}); // a reload shows it

@@ -27,10 +27,10 @@
       return;
     }
     fetching.set(jobId, true);
-    fetch(rowUrlTemplate.replace(PLACEHOLDER, jobId), { credentials: "same-origin" })
-      .then((response) => (response.ok ? response.text() : null))
-      .then((html) => {
-        if (html) place(jobId, html);
+    window.exportsHttp
+      .fetchFragment(rowUrlTemplate.replace(PLACEHOLDER, jobId), "tbody")
+      .then((fresh) => {
+        if (fresh) place(jobId, fresh);
       })
       .catch(() => {}) // the next change tries again
       .finally(() => {
@@ -40,10 +40,7 @@
       });
   }
 
-  function place(jobId, html) {
-    const holder = document.createElement("tbody");
-    holder.innerHTML = html.trim();
-    const fresh = holder.querySelector("tr");
+  function place(jobId, fresh) {
     const row = rowOf(jobId);
     if (row) {
       row.replaceWith(fresh);

@@ -1,4 +1,5 @@
-// How the pages' scripts talk to the JSON API: Django's CSRF token, and a JSON POST. Loaded by base.html first.
+// How the pages' scripts talk to the server: Django's CSRF token, a JSON POST, and a fragment of a page. Loaded
+// by base.html first.
 window.exportsHttp = (function () {
   "use strict";
 
@@ -18,5 +19,19 @@ window.exportsHttp = (function () {
     }).then((response) => response.json().then((json) => ({ status: response.status, body: json })));
   }
 
-  return { csrfToken: csrfToken, postJson: postJson };
+  // GET a piece of a page the server draws from the same template as the page (a table row, a card): resolves
+  // to its element, parsed inside a `container` of the kind it belongs in (a <tr> needs a <tbody>), or to null
+  // when the server refused; rejects when it could not be reached.
+  function fetchFragment(url, container) {
+    return fetch(url, { credentials: "same-origin" })
+      .then((response) => (response.ok ? response.text() : null))
+      .then((html) => {
+        if (html === null) return null;
+        const holder = document.createElement(container);
+        holder.innerHTML = html.trim();
+        return holder.firstElementChild;
+      });
+  }
+
+  return { csrfToken: csrfToken, postJson: postJson, fetchFragment: fetchFragment };
 })();

@@ -46,10 +46,9 @@ class RenderWork:
     """
 
     def __init__(self, part_seconds: list[float], costs: list[float]):
-        self.parts = list(zip(part_seconds, costs, strict=True)) if costs else []
-        self.media_total = sum(part_seconds)
-        mean_cost = sum(seconds * cost for seconds, cost in self.parts) / self.media_total if self.parts else 1.0
-        self.parts = [(seconds, cost / mean_cost) for seconds, cost in self.parts]
+        weighed = list(zip(part_seconds, costs, strict=True)) if costs else []
+        mean_cost = sum(seconds * cost for seconds, cost in weighed) / sum(part_seconds) if weighed else 1.0
+        self.parts = [(seconds, cost / mean_cost) for seconds, cost in weighed]  # (media seconds, weight)
 
     def done(self, media_seconds: float) -> float:
         """The work in the first `media_seconds` of the render."""

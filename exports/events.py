@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 RECEIPTS_KEPT = timedelta(minutes=10)
 MAX_EVENT_BYTES = MAX_RECORD_BYTES  # an event is one record, or one result, in a small envelope
 MAX_MESSAGE_ID_CHARACTERS = WorkerEventReceipt._meta.get_field("message_id").max_length
+TAKEN_ALREADY = "This event was taken already."
 
 
 class EventRefused(Exception):
@@ -66,13 +67,18 @@ class Received:
     event: WorkerEvent
     message_id: str
 
-    def forget(self) -> None:
-        """The event could not be taken after all: its retry, under the same webhook-id, must not be a replay."""
-        WorkerEventReceipt.objects.filter(job=self.job, message_id=self.message_id).delete()
+    def keep_id(self) -> bool:
+        """Keep the event's id once it is taken, so a replay is refused; False when another delivery kept it first."""
+        try:
+            with transaction.atomic():
+                WorkerEventReceipt.objects.create(job=self.job, message_id=self.message_id)
+        except IntegrityError:
+            return False
+        return True
 
 
 def receive(job_id, body: bytes, headers) -> Received:
-    """Check the event (size, signature and its age, job, replay) and note its id; raise EventRefused."""
+    """Check the event (size, signature and its age, job, replay); raise EventRefused."""
     if len(body) > MAX_EVENT_BYTES:
         raise EventRefused(413, f"An event is at most {MAX_EVENT_BYTES} bytes.")
     try:
@@ -90,11 +96,8 @@ def receive(job_id, body: bytes, headers) -> Received:
     job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
     if job is None:
         raise EventRefused(404, "No such job.")
-    try:
-        with transaction.atomic():
-            WorkerEventReceipt.objects.create(job=job, message_id=message_id)
-    except IntegrityError:
-        raise EventRefused(409, "This event was taken already.") from None
+    if WorkerEventReceipt.objects.filter(job=job, message_id=message_id).exists():
+        raise EventRefused(409, TAKEN_ALREADY)
     return Received(job, event, message_id)
 
 
@@ -102,6 +105,10 @@ def take(job_id, body: bytes, headers) -> tuple[int, dict]:
     """
     Receive the event and take it (reconcile.take_event): the HTTP status and JSON answer, whichever server
     carried the request (consumers.WorkerEventConsumer under daphne, api.worker_event otherwise).
+
+    Its id is kept only after it is taken. A backend killed in between leaves the worker's retry free to be
+    taken (taking twice changes nothing: progress never goes backwards, a job is finalized once); kept first,
+    the retry would be refused as a replay and the finished job would wait for the next look.
     """
     from .reconcile import take_event  # reconcile imports services, which import this module's event_target
 
@@ -113,8 +120,9 @@ def take(job_id, body: bytes, headers) -> tuple[int, dict]:
         outcome = take_event(received.job, received.event)
     except Exception:  # the store or the database failed us: the worker sends it again, or the next look finds it
         logger.exception("Could not take a %s event of job %s", received.event.type, job_id)
-        received.forget()
         return 503, {"error": "The event could not be taken now; send it again."}
+    if not received.keep_id():
+        return 409, {"error": TAKEN_ALREADY}
     return 200, {"taken": True, "outcome": outcome}
 
 

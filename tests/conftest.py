@@ -1,3 +1,5 @@
+import os
+import shutil
 import uuid
 
 import boto3
@@ -131,6 +133,21 @@ def s3_storage(settings, s3_endpoint):
         },
     }
     return bucket
+
+
+@pytest.fixture
+def throwaway_postgres():
+    """A PostgreSQL cluster of the test's own, to stop or lock as it likes; the shared server is never touched."""
+    from .servers import BINARIES, ThrowawayPostgres
+
+    if not BINARIES or shutil.which("runuser") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("PostgreSQL's binaries are missing")
+        pytest.skip("PostgreSQL's binaries are not installed")
+    database = ThrowawayPostgres()
+    database.create()
+    yield database
+    database.destroy()
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,18 @@
-"""Run the app as `make run` does (migrate, seed, daphne) in a throwaway DATA_DIR, and talk to it over HTTP."""
+"""
+Run the app as `make run` does (migrate, seed, daphne) in a throwaway DATA_DIR, and talk to it over HTTP; a
+throwaway PostgreSQL cluster for tests that stop or lock one.
+"""
 
+import glob
 import http.cookiejar
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -127,3 +133,42 @@ class Browser:
         )
         assert status == 201, body
         return project, clips, body["job"]
+
+
+BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+class ThrowawayPostgres:
+    """A cluster made with the machine's PostgreSQL binaries (run as the postgres user, which they require)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.root = tempfile.mkdtemp(prefix="throwaway-postgres-")
+        self.data = os.path.join(self.root, "data")
+        shutil.chown(self.root, "postgres", "postgres")
+        self.bin = BINARIES[-1]
+
+    def run(self, *arguments):
+        subprocess.run(["runuser", "-u", "postgres", "--", *arguments], check=True, capture_output=True, timeout=120)
+
+    def create(self):
+        self.run(f"{self.bin}/initdb", "-D", self.data, "--auth=trust", "--username=postgres")
+        self.start()
+
+    def start(self):
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self.run(f"{self.bin}/pg_ctl", "-D", self.data, "-o", options, "-w", "start", "-l", f"{self.root}/log")
+
+    def stop(self):
+        self.run(f"{self.bin}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def destroy(self):
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -8,11 +8,12 @@ complete with exactly one playable working video.
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from modal_jobs.media import probe
 
-from ..processes import wait_for
+from ..processes import kill_all_workers, wait_for
 from ..servers import AppServer, Browser
 
 
@@ -55,3 +56,55 @@ def test_an_export_survives_the_web_server_being_killed_and_is_finalized_after_r
     with browser.open(finished["working_video"]["url"], Range="bytes=0-99") as response:
         assert response.status == 206
     assert json.loads((call_dir / "return.json").read_text())["status"] == "success"
+
+
+def test_the_web_server_killed_while_taking_the_final_event_is_finalized_by_the_next_look_and_tells_once(
+    throwaway_postgres, tmp_path
+):
+    """
+    The worker's result event is inside the backend, in the transaction that creates the working video, when
+    the backend dies: nothing of it is committed, the worker gives up (the store holds the result), and after
+    a restart with `make run` the next look finalizes the job and e-mails its owner (no page open) once.
+    """
+    server = AppServer(tmp_path, DATABASE_URL=throwaway_postgres.url, EXPORTS_X264_PRESET="veryslow")
+    server.environment["EXPORTS_EVENTS_URL"] = server.url  # as make run sets it from PORT
+    server.prepare_demo(clip_seconds=2, width=320, height=180)
+    server.start()
+    database = psycopg.connect(throwaway_postgres.url, autocommit=True)
+    try:
+        browser = Browser(server.url)
+        browser.sign_in("demo", "demo")
+        _, _, job = browser.start_demo_export()
+        # Inserts into the working videos wait for this lock; the worker's progress events never touch them.
+        with database.transaction():
+            database.execute("LOCK TABLE exports_workingvideo IN SHARE MODE")
+            wait_for(lambda: waiting_on(database, "exports_workingvideo"), timeout=120, what="the final event")
+            server.kill()
+        [call_dir] = list((tmp_path / "executor" / "calls").iterdir())
+        worker_log = call_dir / "worker.log"
+        wait_for(lambda: "was not taken" in worker_log.read_text(), timeout=30, what="the worker to give up")
+        assert "Remote end closed connection" in worker_log.read_text()  # the kill cut its first try short
+        assert query(database, "SELECT status FROM exports_exportjob") == [("processing",)]
+
+        server.start_as_readme()
+        assert browser.get_json(f"/api/exports/{job['id']}/")["job"]["status"] == "complete"
+        server.manage("reconcile_exports")
+
+        completed = "SELECT trigger FROM exports_exportjobevent WHERE kind = 'completed'"
+        assert query(database, completed) == [("view",)]
+        assert query(database, "SELECT COUNT(*) FROM exports_workingvideo") == [(1,)]
+        assert len(list((tmp_path / "mail").iterdir())) == 1
+    finally:
+        database.close()
+        server.stop()
+        kill_all_workers(tmp_path / "executor")
+
+
+def waiting_on(database, table: str) -> bool:
+    """Whether some session waits for a lock on `table`."""
+    sql = "SELECT 1 FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation WHERE relname = %s AND NOT granted"
+    return bool(query(database, sql, [table]))
+
+
+def query(database, sql: str, parameters=()) -> list[tuple]:
+    return database.execute(sql, parameters).fetchall()

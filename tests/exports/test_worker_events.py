@@ -228,6 +228,35 @@ def test_a_result_that_cannot_be_taken_now_is_503_and_its_retry_under_the_same_i
     assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
 
 
+def test_a_result_whose_first_delivery_died_while_being_taken_is_taken_on_its_retry(
+    job, settings, tmp_path, monkeypatch
+):
+    """
+    Nothing after the kill runs (SystemExit stands in for SIGKILL of the backend). Before: the id was kept
+    before the event was taken, so the worker's retry was refused as a replay and the job waited for a look.
+    """
+    from exports import reconcile
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"ok")
+    real = reconcile.object_store
+
+    def killed_here():
+        raise SystemExit("the backend was killed while taking the result")
+
+    monkeypatch.setattr(reconcile, "object_store", killed_here)
+    with pytest.raises(SystemExit):
+        send(job.pk, result_event(job), message_id="msg_result")
+    monkeypatch.setattr(reconcile, "object_store", real)
+    retried = send(job.pk, result_event(job), message_id="msg_result")
+
+    assert (retried.status_code, retried.json()["outcome"]) == (200, "completed")
+    assert ExportJob.objects.get(pk=job.pk).status == ExportStatus.COMPLETE
+    assert send(job.pk, result_event(job), message_id="msg_result").status_code == 409
+
+
 def test_a_pending_cancel_is_confirmed_by_the_executor_at_the_normal_pace_while_events_arrive(
     job, executor, eager_checks, settings
 ):

@@ -35,6 +35,7 @@ RECEIPTS_KEPT = timedelta(minutes=10)
 MAX_EVENT_BYTES = MAX_RECORD_BYTES  # an event is one record, or one result, in a small envelope
 MAX_MESSAGE_ID_CHARACTERS = WorkerEventReceipt._meta.get_field("message_id").max_length
 TAKEN_ALREADY = "This event was taken already."
+SUPERSEDED = "The job shows this progress record or a newer one already, or has ended."
 
 
 class EventRefused(Exception):
@@ -68,7 +69,7 @@ class Received:
     message_id: str
 
     def keep_id(self) -> bool:
-        """Keep the event's id once it is taken, so a replay is refused; False when another delivery kept it first."""
+        """Keep a result's id once it is taken, so a replay is refused; False when another delivery kept it first."""
         try:
             with transaction.atomic():
                 WorkerEventReceipt.objects.create(job=self.job, message_id=self.message_id)
@@ -96,7 +97,7 @@ def receive(job_id, body: bytes, headers) -> Received:
     job = ExportJob.objects.select_related("project").filter(pk=job_id).first()
     if job is None:
         raise EventRefused(404, "No such job.")
-    if WorkerEventReceipt.objects.filter(job=job, message_id=message_id).exists():
+    if event.result is not None and WorkerEventReceipt.objects.filter(job=job, message_id=message_id).exists():
         raise EventRefused(409, TAKEN_ALREADY)
     return Received(job, event, message_id)
 
@@ -106,11 +107,14 @@ def take(job_id, body: bytes, headers) -> tuple[int, dict]:
     Receive the event and take it (reconcile.take_event): the HTTP status and JSON answer, whichever server
     carried the request (consumers.WorkerEventConsumer under daphne, api.worker_event otherwise).
 
-    Its id is kept only after it is taken. A backend killed in between leaves the worker's retry free to be
-    taken (taking twice changes nothing: progress never goes backwards, a job is finalized once); kept first,
-    the retry would be refused as a replay and the finished job would wait for the next look.
+    A progress record is its own receipt: taken only when newer than what the job shows, so a replay (or an
+    older record arriving late, or one after the end) changes nothing and is refused, at no write beyond the
+    job's one update; a second write per event, on SQLite's single writer, doubled the tail of the latency
+    from worker to socket. A result's id is kept, and only after it is taken: a backend killed in between
+    leaves the worker's retry free to be taken (a job is finalized once whatever the number of tries); kept
+    first, the retry would be refused as a replay and the finished job would wait for the next look.
     """
-    from .reconcile import take_event  # reconcile imports services, which import this module's event_target
+    from .reconcile import Outcome, take_event  # reconcile imports services, which import event_target from here
 
     try:
         received = receive(job_id, body, headers)
@@ -121,7 +125,9 @@ def take(job_id, body: bytes, headers) -> tuple[int, dict]:
     except Exception:  # the store or the database failed us: the worker sends it again, or the next look finds it
         logger.exception("Could not take a %s event of job %s", received.event.type, job_id)
         return 503, {"error": "The event could not be taken now; send it again."}
-    if not received.keep_id():
+    if received.event.record is not None and outcome is not Outcome.PROGRESSED:
+        return 409, {"error": SUPERSEDED, "outcome": outcome}
+    if received.event.result is not None and not received.keep_id():
         return 409, {"error": TAKEN_ALREADY}
     return 200, {"taken": True, "outcome": outcome}
 

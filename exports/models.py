@@ -316,7 +316,7 @@ class NoticePreference(models.Model):
 
 
 class WorkerEventReceipt(models.Model):
-    """A worker event taken, by its webhook-id: the same id again is a replay and is refused."""
+    """A worker's result event taken, by its webhook-id: the same id again is a replay and is refused."""
 
     job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="+")
     message_id = models.CharField(max_length=100)

@@ -10,15 +10,17 @@ without audio get silence so that every output has an audio track.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 from .media import ffmpeg_executable
 from .schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams, Strict
@@ -30,6 +32,10 @@ NVENC_TRIAL_SECONDS = 30
 # together stay under SAMPLES_SHARE of the whole render's media (so a short export is never slowed down).
 SAMPLE_SECONDS = 1.0
 SAMPLES_SHARE = 0.03
+# A chunk decodes from this long before its first frame, so that the fps filter picks each frame it keeps
+# from the source exactly as the whole render does (the source frame nearest its first may lie before it).
+CHUNK_LEAD_SECONDS = 1.0
+AUDIO: Literal["audio"] = "audio"
 
 
 class RenderError(RuntimeError):
@@ -54,11 +60,74 @@ class RenderPlan:
     frame_rate: int = DEFAULT_FRAME_RATE
     prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
     parts: list[Part] = field(default_factory=list)  # in timeline order; none: one part, at one pace
+    outputs: tuple[str, ...] = ("vout", "aout")  # the graph's outputs: a chunk has only video, the audio only audio
+    frames: int | None = None  # exactly this many video frames (a chunk); else as many as `duration` holds
 
     @property
     def sampled(self) -> bool:
         """Whether part_costs samples the parts: more than one, at a cost of at most SAMPLES_SHARE."""
         return len(self.parts) > 1 and len(self.parts) * SAMPLE_SECONDS <= SAMPLES_SHARE * self.duration
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Output frames [first_frame, end_frame) of an export's video: what one chunk renders."""
+
+    index: int
+    first_frame: int
+    end_frame: int
+
+    @property
+    def frames(self) -> int:
+        return self.end_frame - self.first_frame
+
+    def seconds(self, frame_rate: int) -> float:
+        return self.frames / frame_rate
+
+
+def output_frames(duration: float, frame_rate: int) -> int:
+    """The frames a render of `duration` writes: one per 1/frame_rate starting before its end (ffmpeg's -t)."""
+    return math.ceil(round(duration * frame_rate, 6))
+
+
+def plan_chunks(duration: float, frame_rate: int, chunk_seconds: float) -> list[Chunk]:
+    """Chunks of about chunk_seconds each; none when the export is no longer than two (it renders whole)."""
+    if chunk_seconds <= 0 or duration <= 2 * chunk_seconds:
+        return []
+    total = output_frames(duration, frame_rate)
+    count = round(duration / chunk_seconds)
+    bounds = [total * number // count for number in range(count + 1)]
+    return [Chunk(index, first, end) for index, (first, end) in enumerate(pairwise(bounds))]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Where one video chain reads its source: a whole stretch of a clip, or the frames of it a chunk keeps."""
+
+    input_arguments: list[str]  # -ss and -t before the clip's -i
+    trim: str  # the chain's trim, after fps and the kind's filters
+    skipped_frames: int  # output frames of the stretch before the chain's first: time-driven filters add them
+    frames: int  # output frames the chain yields
+
+    @classmethod
+    def of(cls, start: float, duration: float, frame_rate: int, frames: tuple[int, int] | None) -> Window:
+        """The stretch [start, start + duration) of a clip, or only its output frames `frames` (first, end)."""
+        if frames is None:
+            whole = ["-ss", seconds(start), "-t", seconds(duration)]
+            return cls(whole, f"trim=duration={seconds(duration)}", 0, output_frames(duration, frame_rate))
+        first, end = frames
+        lead = min(round(CHUNK_LEAD_SECONDS * frame_rate), first)
+        skipped = (first - lead) / frame_rate
+        arguments = ["-ss", seconds(start + skipped), "-t", seconds(duration - skipped)]
+        return cls(arguments, f"trim=start_frame={lead}:end_frame={lead + end - first}", first - lead, end - first)
+
+
+def overlap(chunk: Chunk | None, first: int, count: int) -> tuple[int, int] | None:
+    """The chunk's frames among a stretch's `count` frames from `first`, counted from the stretch's start."""
+    if chunk is None:
+        return None
+    start, end = max(chunk.first_frame, first), min(chunk.end_frame, first + count)
+    return (start - first, end - first) if start < end else None
 
 
 def even_within(value: float) -> int:
@@ -70,13 +139,22 @@ def seconds(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-def build_plan(kind: str, params: Strict, clips: Mapping[int, tuple[Path, ClipFacts]], work_dir: Path) -> RenderPlan:
+def build_plan(
+    kind: str,
+    params: Strict,
+    clips: Mapping[int, tuple[Path, ClipFacts]],
+    work_dir: Path,
+    only: Chunk | Literal["audio"] | None = None,
+) -> RenderPlan:
+    """The whole render; with `only`, a chunked render's pieces: one chunk's video frames, or the whole audio."""
+    chunk = only if isinstance(only, Chunk) else None
+    audio = only == AUDIO
     if isinstance(params, MultiClipParams):
-        return _multi_clip(params, clips)
+        return _multi_clip(params, clips, chunk, audio)
     if isinstance(params, FramingParams):
-        return _framing(params, clips)
+        return _framing(params, clips, chunk, audio)
     if isinstance(params, OverlayParams):
-        return _overlay(params, clips, work_dir)
+        return _overlay(params, clips, work_dir, chunk, audio)
     raise ValueError(f"No pipeline for {kind!r}.")
 
 
@@ -90,7 +168,16 @@ def _audio_chain(label_in: str | None, duration: float, label_out: str) -> str:
     )
 
 
-def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
+def _pieces(plan: RenderPlan, chunk: Chunk | None, audio: bool) -> RenderPlan:
+    """The plan as built for `only`: a chunk renders its frames of video alone, the audio piece its audio alone."""
+    if chunk is not None:
+        return replace(plan, duration=chunk.seconds(plan.frame_rate), frames=chunk.frames, outputs=("vout",), parts=[])
+    if audio:
+        return replace(plan, outputs=("aout",), prepare=[], parts=[])
+    return plan
+
+
+def _multi_clip(params: MultiClipParams, clips, chunk: Chunk | None, audio: bool) -> RenderPlan:
     first = clips[params.clips[0].clip_id][1]
     width, height = params.output_size(first)
     rate = params.frame_rate
@@ -98,54 +185,84 @@ def _multi_clip(params: MultiClipParams, clips) -> RenderPlan:
     chains: list[str] = []
     labels: list[str] = []
     total = 0.0
+    timeline_frames = 0
     parts: list[Part] = []
 
-    def video_chain(index: int, duration: float) -> str:
+    def video_chain(index: int, trim: str) -> str:
         return (
-            f"[{index}:v]fps={rate},scale={width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic,"
+            f"[{index}:v]fps={rate}:start_time=0,scale={width}:{height}:force_original_aspect_ratio=decrease:flags=bicubic,"
             f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p,"
-            f"trim=duration={seconds(duration)},setpts=PTS-STARTPTS[v{index}]"
+            f"{trim},setpts=PTS-STARTPTS[v{index}]"
         )
 
-    for index, entry in enumerate(params.clips):
+    for entry in params.clips:
         path, facts = clips[entry.clip_id]
         end = min(entry.end, facts.duration)
         duration = end - entry.start
         total += duration
-        inputs += ["-ss", seconds(entry.start), "-t", seconds(duration), "-i", str(path)]
-        chains.append(video_chain(index, duration))
-        chains.append(_audio_chain(f"{index}:a" if facts.has_audio else None, duration, f"a{index}"))
-        labels.append(f"[v{index}][a{index}]")
+        window = Window.of(entry.start, duration, rate, None)
+        whole_frames = window.frames
+        kept = overlap(chunk, timeline_frames, whole_frames)
+        timeline_frames += whole_frames
+        if chunk is not None:
+            if kept is None:
+                continue
+            window = Window.of(entry.start, duration, rate, kept)
+        index = len(labels)
+        inputs += [*window.input_arguments, "-i", str(path)]
+        label = ""
+        if not audio:
+            chains.append(video_chain(index, window.trim))
+            label += f"[v{index}]"
+        if chunk is None:
+            # As long as its frames, as the concat filter would pad it: the audio piece alone then stays in sync.
+            lasting = whole_frames / rate
+            chains.append(_audio_chain(f"{index}:a" if facts.has_audio else None, lasting, f"a{index}"))
+            label += f"[a{index}]"
+        labels.append(label)
         sampled = min(SAMPLE_SECONDS, duration)
         sample = ["-ss", seconds(entry.start), "-t", seconds(sampled), "-i", str(path)]
-        parts.append(Part(duration, [*sample, "-filter_complex", video_chain(0, sampled), "-map", "[v0]"]))
-    chains.append(f"{''.join(labels)}concat=n={len(params.clips)}:v=1:a=1[vout][aout]")
-    return RenderPlan(inputs, ";".join(chains), total, width, height, rate, parts=parts)
+        trim = f"trim=duration={seconds(sampled)}"
+        parts.append(Part(duration, [*sample, "-filter_complex", video_chain(0, trim), "-map", "[v0]"]))
+    streams = {("vout", "aout"): "v=1:a=1[vout][aout]", ("vout",): "v=1:a=0[vout]", ("aout",): "v=0:a=1[aout]"}
+    outputs = ("aout",) if audio else ("vout",) if chunk is not None else ("vout", "aout")
+    chains.append(f"{''.join(labels)}concat=n={len(labels)}:{streams[outputs]}")
+    return _pieces(RenderPlan(inputs, ";".join(chains), total, width, height, rate, parts=parts), chunk, audio)
 
 
-def _centre_expression(keyframes) -> str:
+def _centre_expression(keyframes, offset: float = 0.0) -> str:
     """
-    Piecewise-linear horizontal centre over time (as a fraction of the width), in ffmpeg's expression language.
+    Piecewise-linear horizontal centre over time (as a fraction of the width), in ffmpeg's expression language;
+    `offset` is the clip's time at the filter's t = 0 (a chunk's).
 
     The segments are chosen by a balanced tree of if(lt(t,...)), so 200 keyframes nest 8 deep: a chain
     of ifs nested one per keyframe overflowed ffmpeg's parser past 92.
     """
+    t = f"(t+{offset:.6f})" if offset else "t"
     points = [(keyframe.t, keyframe.x) for keyframe in keyframes]
-    segments = [f"{x0:.6f}+({x1 - x0:.6f})*(t-{t0:.6f})/{t1 - t0:.6f}" for (t0, x0), (t1, x1) in pairwise(points)]
+    segments = [f"{x0:.6f}+({x1 - x0:.6f})*({t}-{t0:.6f})/{t1 - t0:.6f}" for (t0, x0), (t1, x1) in pairwise(points)]
 
     def choose(first: int, last: int) -> str:
         """The segment for t among segments[first:last], which start at points[first..last-1]."""
         if last - first == 1:
             return segments[first]
         middle = (first + last) // 2
-        return f"if(lt(t,{points[middle][0]:.6f}),{choose(first, middle)},{choose(middle, last)})"
+        return f"if(lt({t},{points[middle][0]:.6f}),{choose(first, middle)},{choose(middle, last)})"
 
     after_last = f"{points[-1][1]:.6f}"
-    inside = f"if(lt(t,{points[-1][0]:.6f}),{choose(0, len(segments))},{after_last})" if segments else after_last
-    return f"if(lt(t,{points[0][0]:.6f}),{points[0][1]:.6f},{inside})"
+    inside = f"if(lt({t},{points[-1][0]:.6f}),{choose(0, len(segments))},{after_last})" if segments else after_last
+    return f"if(lt({t},{points[0][0]:.6f}),{points[0][1]:.6f},{inside})"
 
 
-def _framing(params: FramingParams, clips) -> RenderPlan:
+def _one_clip_window(path: Path, facts: ClipFacts, chunk: Chunk | None) -> tuple[list[str], str, int]:
+    """A one-clip kind's input arguments, its video chain's ending and skipped frames: the whole clip, or a chunk's."""
+    if chunk is None:
+        return ["-i", str(path)], "", 0
+    window = Window.of(0.0, facts.duration, DEFAULT_FRAME_RATE, (chunk.first_frame, chunk.end_frame))
+    return [*window.input_arguments, "-i", str(path)], f",{window.trim},setpts=PTS-STARTPTS", window.skipped_frames
+
+
+def _framing(params: FramingParams, clips, chunk: Chunk | None, audio: bool) -> RenderPlan:
     path, facts = clips[params.clip_id]
     aspect = params.aspect_ratio
     if facts.width / facts.height > aspect:
@@ -155,26 +272,32 @@ def _framing(params: FramingParams, clips) -> RenderPlan:
         crop_width = even_within(facts.width)
         crop_height = even_within(crop_width / aspect)
     out_width, out_height = params.output_size
-    centre = _centre_expression(params.keyframes)
+    inputs, trim, skipped = _one_clip_window(path, facts, chunk)
+    centre = _centre_expression(params.keyframes, skipped / DEFAULT_FRAME_RATE)
     crop_x = f"max(0,min(in_w-{crop_width},({centre})*in_w-{crop_width}/2))"
     video = (
-        f"[0:v]fps={DEFAULT_FRAME_RATE},crop=w={crop_width}:h={crop_height}:x='{crop_x}':y=(in_h-{crop_height})/2,"
-        f"scale={out_width}:{out_height}:flags=lanczos,setsar=1,format=yuv420p[vout]"
+        f"[0:v]fps={DEFAULT_FRAME_RATE}:start_time=0,crop=w={crop_width}:h={crop_height}:x='{crop_x}':y=(in_h-{crop_height})/2,"
+        f"scale={out_width}:{out_height}:flags=lanczos,setsar=1,format=yuv420p{trim}[vout]"
     )
-    audio = _audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout")
-    return RenderPlan(["-i", str(path)], f"{video};{audio}", facts.duration, out_width, out_height)
+    audio_chain = _audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout")
+    graph = audio_chain if audio else video if chunk is not None else f"{video};{audio_chain}"
+    return _pieces(RenderPlan(inputs, graph, facts.duration, out_width, out_height), chunk, audio)
 
 
-def _overlay(params: OverlayParams, clips, work_dir: Path) -> RenderPlan:
+def _overlay(params: OverlayParams, clips, work_dir: Path, chunk: Chunk | None, audio: bool) -> RenderPlan:
     path, facts = clips[params.clip_id]
     width, height = even_within(facts.width), even_within(facts.height)
-    inputs = ["-i", str(path)]
+    inputs, trim, skipped = _one_clip_window(path, facts, chunk)
+    audio_chain = _audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout")
+    if audio:
+        return _pieces(RenderPlan(inputs, audio_chain, facts.duration, width, height), chunk, audio)
+    frame = f"n+{skipped}" if skipped else "n"  # by frame number: a chunk's frames toggle exactly as the whole's
     prepare: list[list[str]] = []
     rings: dict[tuple[int, str], list[int]] = {}
     for index, highlight in enumerate(params.highlights):
         radius = max(4, int(round(highlight.radius * height)))
         rings.setdefault((radius, highlight.color), []).append(index)
-    chains = [f"[0:v]fps={DEFAULT_FRAME_RATE},scale={width}:{height},setsar=1,format=yuv420p[base0]"]
+    chains = [f"[0:v]fps={DEFAULT_FRAME_RATE}:start_time=0,scale={width}:{height},setsar=1,format=yuv420p[base0]"]
     overlays: list[str] = []
     ring_labels: dict[int, str] = {}
     for input_index, ((radius, color), uses) in enumerate(rings.items(), start=1):
@@ -188,15 +311,21 @@ def _overlay(params: OverlayParams, clips, work_dir: Path) -> RenderPlan:
         radius = max(4, int(round(highlight.radius * height)))
         x = int(round(highlight.x * width)) - radius
         y = int(round(highlight.y * height)) - radius
-        enable = f"between(t,{seconds(highlight.start)},{seconds(highlight.end)})"
+        first, last = (
+            math.ceil(highlight.start * DEFAULT_FRAME_RATE - 1e-6),
+            math.floor(highlight.end * DEFAULT_FRAME_RATE + 1e-6),
+        )
+        enable = f"between({frame},{first},{last})"
         overlays.append(
             f"[base{index}][{ring_labels[index]}]overlay=x={x}:y={y}:enable='{enable}':shortest=1[base{index + 1}]"
         )
     last = len(params.highlights)
     chains += overlays
-    chains.append(f"[base{last}]format=yuv420p[vout]")
-    chains.append(_audio_chain("0:a" if facts.has_audio else None, facts.duration, "aout"))
-    return RenderPlan(inputs, ";".join(chains), facts.duration, width, height, prepare=prepare)
+    chains.append(f"[base{last}]format=yuv420p{trim}[vout]")
+    if chunk is None:
+        chains.append(audio_chain)
+    plan = RenderPlan(inputs, ";".join(chains), facts.duration, width, height, prepare=prepare)
+    return _pieces(plan, chunk, audio)
 
 
 def _ring_image_arguments(image: Path, radius: int, color: str) -> list[str]:
@@ -275,48 +404,41 @@ def part_costs(plan: RenderPlan) -> list[float]:
 
 
 def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] | None = None) -> Encoder:
-    """Run ffmpeg for the plan, calling on_progress(media seconds done) as ffmpeg reports it; say which encoder ran."""
+    """
+    Run ffmpeg for the plan, calling on_progress(media seconds done) as ffmpeg reports it; say which encoder ran.
+    A chunk's plan writes its frames of video alone, the audio piece's its audio alone (join puts them together).
+    """
     encoder = choose_encoder()
     for arguments in plan.prepare:
         _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments])
-    command = [
-        ffmpeg_executable(),
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-nostats",
-        "-progress",
-        "pipe:1",
-        "-y",
-        *plan.input_arguments,
-        "-filter_complex",
-        plan.filter_graph,
-        "-map",
-        "[vout]",
-        "-map",
-        "[aout]",
-        *encoder.arguments(),
-        "-pix_fmt",
-        "yuv420p",
-        "-r",
-        str(plan.frame_rate),
-        "-c:a",
-        "aac",
-        "-b:a",
-        "160k",
-        "-ar",
-        str(AUDIO_RATE),
-        "-ac",
-        "2",
-        "-t",
-        seconds(plan.duration),
-        "-movflags",
-        "+faststart",
-        str(output),
-    ]
-    _run(command, on_progress=on_progress)
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1"]
+    command += ["-y", *plan.input_arguments, "-filter_complex", plan.filter_graph]
+    for label in plan.outputs:
+        command += ["-map", f"[{label}]"]
+    if "vout" in plan.outputs:
+        command += [*encoder.arguments(), "-pix_fmt", "yuv420p", "-r", str(plan.frame_rate)]
+    if "aout" in plan.outputs:
+        command += ["-c:a", "aac", "-b:a", "160k", "-ar", str(AUDIO_RATE), "-ac", "2"]
+    if plan.frames is not None:
+        command += ["-frames:v", str(plan.frames)]
+    command += ["-t", seconds(plan.duration)]
+    if plan.outputs == ("vout", "aout"):
+        command += ["-movflags", "+faststart"]
+    _run([*command, str(output)], on_progress=on_progress)
     return encoder
+
+
+def join(chunks: list[Path], audio: Path, output: Path) -> None:
+    """
+    The chunks' video one after another, by stream copy (each starts on a keyframe), with the audio rendered
+    once for the whole timeline: no join ever meets the audio, so AAC's priming and padding leave no gap.
+    """
+    listing = output.with_name(f"{output.stem}-chunks.txt")
+    listing.write_text("".join(f"file '{chunk.resolve()}'\n" for chunk in chunks))
+    command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    command += ["-f", "concat", "-safe", "0", "-i", str(listing), "-i", str(audio)]
+    command += ["-map", "0:v", "-map", "1:a", "-c", "copy", "-movflags", "+faststart", str(output)]
+    _run(command)
 
 
 def _run(command: list[str], on_progress: Callable[[float], None] | None = None) -> None:

@@ -216,14 +216,17 @@ def test_the_extreme_of_every_limit_renders(store, sample_clips, case):
     output_info(store, result)
 
 
+def busy_and_flat(folder, seconds: float):
+    """Moving detail, then one flat colour: x264's pace differs several times between them."""
+    busy, flat = folder / "busy.mp4", folder / "flat.mp4"
+    generate_test_clip(busy, pattern="testsrc2", tone_hz=None, seconds=seconds, width=640, height=360)
+    generate_test_clip(flat, pattern="color", tone_hz=None, seconds=seconds, width=640, height=360)
+    return busy, flat
+
+
 @pytest.fixture(scope="module")
 def busy_and_flat_clips(tmp_path_factory):
-    """Two seconds of moving detail and two of one flat colour: x264's pace differs several times between them."""
-    folder = tmp_path_factory.mktemp("paces")
-    busy, flat = folder / "busy.mp4", folder / "flat.mp4"
-    generate_test_clip(busy, pattern="testsrc2", tone_hz=None, seconds=2, width=640, height=360)
-    generate_test_clip(flat, pattern="color", tone_hz=None, seconds=2, width=640, height=360)
-    return busy, flat
+    return busy_and_flat(tmp_path_factory.mktemp("paces"), 2)
 
 
 def plan_of(clips, seconds_each: float):
@@ -246,17 +249,19 @@ def test_a_short_export_is_not_slowed_down_by_samples(busy_and_flat_clips):
     assert part_costs(plan_of(busy_and_flat_clips[:1], 600)) == []  # one clip: nothing to weigh
 
 
-def test_a_multi_clip_exports_records_carry_its_work_as_well_as_its_seconds(store, busy_and_flat_clips, monkeypatch):
+def test_a_multi_clip_exports_records_carry_its_work_as_well_as_its_seconds(store, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "SAMPLES_SHARE", 1.0)  # sample even this short export
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")  # long enough for records while the busy clip renders
-    inputs = {1: add_input(store, busy_and_flat_clips[0]), 2: add_input(store, busy_and_flat_clips[1])}
-    params = {"clips": [{"clip_id": 1, "end": 2}, {"clip_id": 2, "end": 2}]}
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    busy, flat = busy_and_flat(tmp_path, 4)
+    inputs = {1: add_input(store, busy), 2: add_input(store, flat)}
+    # Long enough for records (one a second) while the busy clip renders, however fast the machine.
+    params = {"clips": [{"clip_id": 1, "end": 4}, {"clip_id": 2, "end": 4}]}
     payload, result = render(store, "multi_clip", params, inputs)
 
     assert result["status"] == "success", result
     log = [json.loads(line) for line in store.path(job_key(payload["job_id"], "progress.log")).read_text().splitlines()]
     rendering = [record for record in log if record["stage"] == "rendering"]
-    assert {record["total_work"] for record in rendering} == {4.0}
-    midway = [record for record in rendering if 0 < record["processed_seconds"] < 4]
+    assert {record["total_work"] for record in rendering} == {8.0}
+    midway = [record for record in rendering if 0 < record["processed_seconds"] < 8]
     # The busy first clip is most of the work: until the end its seconds count for more than their share.
     assert midway and all(record["processed_work"] > record["processed_seconds"] for record in midway)

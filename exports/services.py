@@ -144,6 +144,7 @@ def build_payload(job: ExportJob) -> dict:
             for clip in clips
         },
         "events": event_target(job),
+        "chunk_seconds": settings.EXPORTS_CHUNK_SECONDS,
     }
 
 

@@ -425,6 +425,7 @@ class ExportPayload(BaseModel):
     params: dict[str, Any]
     inputs: dict[str, ExportInput]
     events: EventTarget | None = None  # None: the backend takes no events; it learns by looking
+    chunk_seconds: float = Field(default=0.0, ge=0)  # render in chunks of about this long (modal_jobs/chunks.py)
 
     def clip_facts(self) -> dict[int, ClipFacts]:
         return {int(clip_id): entry.facts() for clip_id, entry in self.inputs.items()}

@@ -19,10 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .chunks import forget_chunks, render_chunked
 from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
-from .pipeline import RenderError, build_plan, part_costs, render
+from .pipeline import RenderError, build_plan, part_costs, plan_chunks, render
 from .progress import ProgressReporter
 from .records import MAX_RECORD_BYTES, OUTPUT, PROGRESS, RESULT, ExportResult, error_result, job_key, parse_progress
 from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
@@ -136,13 +137,20 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
             )
 
         started = time.monotonic()
-        encoder = render(plan, output, on_progress=rendered)
+        chunks = plan_chunks(plan.duration, plan.frame_rate, export.chunk_seconds)
+        if chunks:
+            encoder = render_chunked(
+                export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output, on_progress=rendered
+            )
+        else:
+            encoder = render(plan, output, on_progress=rendered)
         render_seconds = time.monotonic() - started
         info = probe(output)
 
         output_key = job_key(export.job_id, OUTPUT)
         uploaded = _transfer_progress(reporter, UPLOAD_SHARE, "uploading")
         size = store.upload_file(output_key, output, on_progress=uploaded)
+        forget_chunks(export, chunks, store)
         return ExportResult(
             status="success",
             output_key=output_key,

@@ -104,3 +104,16 @@ def test_it_reports_orphans_and_working_videos_whose_object_is_missing(project):
     report = prune()
     assert report["orphans"] == ["exports/00000000-0000-0000-0000-00000000dead/output.mp4"]
     assert report["videos_missing_objects"] == [video.pk]
+
+
+def test_chunks_a_crashed_chunked_render_left_are_deleted_with_its_records(project):
+    job = finished_job(project, ExportStatus.ERROR, days_ago=40, error_reason=ErrorReason.FAILED)
+    store = object_store()
+    chunks = [job_key(str(job.pk), f"chunks/000{index}-abc.mp4") for index in range(2)]
+    for key in chunks:
+        store.write_bytes(key, b"x")
+
+    report = prune("--retention-days", "30")
+
+    assert set(chunks) <= set(report["deleted"])
+    assert [store.size(key) for key in chunks] == [None, None]

@@ -6,14 +6,27 @@ The clips are awkward on purpose: 25, 30 and 24 fps sources into 30 fps, cut at 
 one of them silent, so every chunk starts between source frames and inside a clip.
 """
 
+import json
+import logging
+import os
+import signal
+import uuid
+
 import av
 import numpy
 import pytest
 
 from modal_jobs import pipeline
+from modal_jobs.executors import CallStatus
+from modal_jobs.local_backend import LocalBackend
 from modal_jobs.media import generate_test_clip, probe
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
+from modal_jobs.records import job_key
 from modal_jobs.schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams
+from modal_jobs.worker import run_export
+
+from ..processes import kill_all_workers, wait_for
+from .conftest import add_input, make_payload
 
 PARAMS = {
     "multi_clip": MultiClipParams.model_validate(
@@ -38,6 +51,7 @@ PARAMS = {
         }
     ),
 }
+PARAMS_DURATION = (4.37 - 0.3) + 3.1 + (5 - 1.01)  # the multi-clip export's length
 # Each frame of a chunked render against the same frame of the whole: only x264's two encodes differ (about
 # 40 dB here); a frame shifted by one in these moving patterns scores under 25.
 SAME_FRAME_PSNR = 35
@@ -147,3 +161,59 @@ def test_the_whole_render_writes_the_frames_output_frames_counts(awkward_clips, 
     plan = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path)
     render(plan, tmp_path / "whole.mp4")
     assert len(decoded_frames(tmp_path / "whole.mp4")) == pipeline.output_frames(plan.duration, plan.frame_rate)
+
+
+@pytest.fixture
+def chunked_payload(store, awkward_clips):
+    """The multi-clip export above as the backend sends it, with chunks of 1.2 s: nine of them."""
+    inputs = {clip_id: add_input(store, path) for clip_id, (path, _) in awkward_clips.items()}
+    return make_payload("multi_clip", PARAMS["multi_clip"].model_dump(), inputs) | {"chunk_seconds": 1.2}
+
+
+def chunk_log(caplog) -> tuple[int, int]:
+    """How many chunks the export rendered and how many it found kept by an earlier run."""
+    messages = [record.getMessage() for record in caplog.records if record.name == "modal_jobs.chunks"]
+    return sum("rendered and kept" in message for message in messages), sum(
+        "earlier run" in message for message in messages
+    )
+
+
+def test_a_long_export_renders_in_chunks_and_comes_out_as_its_whole_render(store, chunked_payload, caplog):
+    caplog.set_level(logging.INFO, logger="modal_jobs.chunks")
+    chunked = run_export(chunked_payload, store=store, call_id="local-test")
+    whole = run_export(
+        chunked_payload | {"chunk_seconds": 0, "job_id": str(uuid.uuid4())}, store=store, call_id="local-test"
+    )
+
+    assert chunked["status"] == whole["status"] == "success", (chunked, whole)
+    assert chunk_log(caplog) == (9, 0)
+    chunked_frames = decoded_frames(store.path(chunked["output_key"]))
+    assert len(chunked_frames) == len(decoded_frames(store.path(whole["output_key"])))
+    assert chunked["duration"] == pytest.approx(whole["duration"], abs=1 / 30)
+    assert list(store.list_keys(job_key(chunked_payload["job_id"], "chunks/"))) == []  # deleted once it is stored
+
+
+def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_kept(
+    store, chunked_payload, tmp_path, monkeypatch, caplog
+):
+    """The worker SIGKILLed mid-render, then its call run again for the same job, as Modal re-runs a preempted one."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")  # a chunk takes long enough to kill the worker mid-way
+    backend = LocalBackend(root=tmp_path / "executor", store_config={"type": "filesystem", "root": str(store.root)})
+    kept_prefix = job_key(chunked_payload["job_id"], "chunks/")
+    try:
+        call_id = backend.spawn("multi_clip", chunked_payload)
+        wait_for(lambda: len(list(store.list_keys(kept_prefix))) >= 2, timeout=120, what="two chunks kept")
+        started = json.loads((backend.call_dir(call_id) / "started.json").read_text())
+        os.killpg(started["worker_pgid"], signal.SIGKILL)
+        wait_for(lambda: backend.poll(call_id).status is not CallStatus.RUNNING, what="the call to end")
+        kept = len(list(store.list_keys(kept_prefix)))
+        assert 2 <= kept < 9
+
+        caplog.set_level(logging.INFO, logger="modal_jobs.chunks")
+        result = run_export(chunked_payload, store=store, call_id=call_id)
+    finally:
+        kill_all_workers(backend.root)
+
+    assert result["status"] == "success", result
+    assert chunk_log(caplog) == (9 - kept, kept)
+    assert len(decoded_frames(store.path(result["output_key"]))) == output_frames(PARAMS_DURATION, 30)

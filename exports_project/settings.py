@@ -199,8 +199,8 @@ EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
 LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"
 LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
 # Exports longer than two chunks of this many seconds render in chunks, each kept in the store once complete,
-# so a re-run of the export renders only the chunks still missing (modal_jobs/chunks.py). 0, the default
-# until chunks render in parallel (they render one after another in the export's call for now): off.
+# so a re-run of the export renders only the chunks still missing (modal_jobs/chunks.py); on the local
+# executor they render in parallel as calls of their own. 0, the default until the speed-up is measured: off.
 EXPORTS_CHUNK_SECONDS = env.float("EXPORTS_CHUNK_SECONDS", default=0.0)
 LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS", default=4 * 3600)
 MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")

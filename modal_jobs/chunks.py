@@ -4,7 +4,8 @@ the export (a preempted or crashed call, restarted under the same job) renders o
 
 Imports no Django. A chunk is a run of output frames (pipeline.Chunk); the audio is rendered once for the
 whole timeline and the chunks are joined by stream copy (pipeline.join), so the result is the whole render's.
-Today the export's own call renders its chunks one after another; next, they become calls of their own.
+Where the executor can run calls of the export's own (the local one: `calls`), each missing chunk is a call
+and they render in parallel; otherwise the export's call renders them one after another.
 """
 
 from __future__ import annotations
@@ -12,15 +13,40 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Protocol
 
-from .pipeline import AUDIO, Chunk, Encoder, RenderPlan, build_plan, choose_encoder, join, render
+from .executors import CallState, CallStatus
+from .pipeline import AUDIO, Chunk, Encoder, RenderError, RenderPlan, build_plan, choose_encoder, join, render
 from .records import job_key
-from .schema import ExportPayload, Strict
+from .schema import CHUNK_KIND, ExportPayload, Strict
 from .store import ObjectStore
 
 logger = logging.getLogger(__name__)
+
+CHUNK_POLL_SECONDS = 0.5
+CHUNK_TRIES = 2  # a chunk whose call fails is tried once more; then the export fails, naming it
+STOP_CHECK_SECONDS = 1.0
+
+
+class ChunkStopped(Exception):
+    """The export was stopped (cancelled, or failed) while this chunk rendered: its frames are not wanted."""
+
+
+def stop_key(job_id: str) -> str:
+    return job_key(job_id, "chunks/stop")
+
+
+def stop_chunks(store: ObjectStore, job_id: str) -> None:
+    """
+    Tell every chunk call of the job to stop: each looks for this marker before it starts and about once a
+    second while it renders. Cancelling the calls by id is not enough: a stop can land between a spawn and
+    the id it returns, and a parent killed outright cancels nothing.
+    """
+    store.write_bytes(stop_key(job_id), b"")
 
 
 def chunk_key(export: ExportPayload, chunk: Chunk, encoder: Encoder) -> str:
@@ -35,6 +61,55 @@ def chunk_key(export: ExportPayload, chunk: Chunk, encoder: Encoder) -> str:
     return job_key(export.job_id, f"chunks/{chunk.index:04d}-{digest}.mp4")
 
 
+class ChunkCalls(Protocol):
+    """What runs chunks as calls of their own: the executor the export runs on (executors.ExecutorBackend)."""
+
+    def spawn(self, kind: str, payload: dict[str, Any]) -> str: ...
+
+    def poll(self, call_id: str) -> CallState: ...
+
+    def cancel(self, call_id: str) -> None: ...
+
+
+def chunk_payload(export: ExportPayload, chunk: Chunk) -> dict[str, Any]:
+    """A chunk call's payload (worker.run_chunk): its export's, and which frames."""
+    return {"export": export.model_dump(mode="json"), "chunk": asdict(chunk)}
+
+
+def keep_chunk(
+    export: ExportPayload,
+    params: Strict,
+    clips,
+    chunk: Chunk,
+    *,
+    store: ObjectStore,
+    work_dir: Path,
+    encoder: Encoder,
+    on_progress: Callable[[float], None] | None = None,
+) -> Path | None:
+    """Render the chunk and keep it in the store, unless it is kept already; the file it rendered here, if any."""
+    key = chunk_key(export, chunk, encoder)
+    if store.size(key) is not None:
+        logger.info("Chunk %d of %s was kept by an earlier run: used", chunk.index + 1, export.job_id)
+        return None
+    path = work_dir / f"chunk-{chunk.index:04d}.mp4"
+    checked_at = time.monotonic()
+
+    def rendered(seconds: float) -> None:
+        nonlocal checked_at
+        if time.monotonic() - checked_at >= STOP_CHECK_SECONDS:
+            checked_at = time.monotonic()
+            if store.size(stop_key(export.job_id)) is not None:
+                raise ChunkStopped(f"Chunk {chunk.index + 1} was stopped: its export is no longer running.")
+        if on_progress is not None:
+            on_progress(seconds)
+
+    render(build_plan(export.kind, params, clips, work_dir, only=chunk), path, on_progress=rendered)
+    store.upload_file(key, path)  # whole or not at all: a chunk counts only once complete
+    logger.info("Chunk %d of %s rendered and kept as %s", chunk.index + 1, export.job_id, key)
+    return path
+
+
 def render_chunked(
     export: ExportPayload,
     params: Strict,
@@ -46,31 +121,77 @@ def render_chunked(
     work_dir: Path,
     output: Path,
     on_progress: Callable[[float], None],
+    calls: ChunkCalls | None = None,
 ) -> Encoder:
     """
-    Render the plan's video chunk by chunk, keeping each in the store, then the audio, then join them into
-    `output`; on_progress(media seconds done) as for a whole render. A chunk already kept is used as it is.
+    Render the plan's video chunk by chunk, keeping each in the store (a chunk already kept is used as it is),
+    then the audio, then join them into `output`; on_progress(media seconds done) as for a whole render. With
+    `calls`, each missing chunk is a call of its own and they render in parallel; else one after another here.
     """
     encoder = choose_encoder()
+    rendered_here: dict[int, Path] = {}
+    audio = work_dir / "audio.m4a"
+    if calls is None:
+        for chunk in chunks:
+            start = chunk.first_frame / plan.frame_rate
+            path = keep_chunk(export, params, clips, chunk, store=store, work_dir=work_dir, encoder=encoder,
+                              on_progress=lambda seconds, start=start: on_progress(start + seconds))  # fmt: skip
+            if path is not None:
+                rendered_here[chunk.index] = path
+            on_progress(start + chunk.seconds(plan.frame_rate))
+        render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
+    else:
+        wait_for_chunk_calls(export, params, clips, plan, chunks, calls, store=store, work_dir=work_dir,
+                             encoder=encoder, audio=audio, on_progress=on_progress)  # fmt: skip
     paths = []
     for chunk in chunks:
-        key = chunk_key(export, chunk, encoder)
-        path = work_dir / f"chunk-{chunk.index:04d}.mp4"
-        start = chunk.first_frame / plan.frame_rate
-        if store.size(key) is not None:
-            store.download_file(key, path)
-            logger.info("Chunk %d of %d of %s was kept by an earlier run: used", chunk.index + 1, len(chunks), key)
-        else:
-            piece = build_plan(export.kind, params, clips, work_dir, only=chunk)
-            render(piece, path, on_progress=lambda seconds, start=start: on_progress(start + seconds))
-            store.upload_file(key, path)  # whole or not at all: a chunk counts only once complete
-            logger.info("Chunk %d of %d rendered and kept as %s", chunk.index + 1, len(chunks), key)
-        on_progress(start + chunk.seconds(plan.frame_rate))
+        path = rendered_here.get(chunk.index) or work_dir / f"chunk-{chunk.index:04d}.mp4"
+        if chunk.index not in rendered_here:
+            store.download_file(chunk_key(export, chunk, encoder), path)
         paths.append(path)
-    audio = work_dir / "audio.m4a"
-    render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
     join(paths, audio, output)
     return encoder
+
+
+def wait_for_chunk_calls(
+    export, params, clips, plan, chunks, calls: ChunkCalls, *, store, work_dir, encoder, audio, on_progress
+) -> None:
+    """
+    Spawn a call for each chunk not kept yet, render the audio meanwhile, and wait for them: a chunk whose
+    call fails is tried once more, then the export fails naming it. Anything that stops this (a cancel's
+    SIGTERM or InputCancellation, a failure) cancels the calls still running: an executor does not stop a
+    call's children by itself.
+    """
+    done = sum(chunk.seconds(plan.frame_rate) for chunk in chunks if store.size(chunk_key(export, chunk, encoder)))
+    running: dict[str, tuple[Chunk, int]] = {}
+    try:
+        for chunk in chunks:
+            if store.size(chunk_key(export, chunk, encoder)) is None:
+                running[calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))] = (chunk, 1)
+        on_progress(done)
+        render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
+        while running:
+            time.sleep(CHUNK_POLL_SECONDS)
+            for call_id, (chunk, tries) in list(running.items()):
+                state = calls.poll(call_id)
+                if state.status is CallStatus.RUNNING:
+                    continue
+                del running[call_id]
+                if state.status is CallStatus.SUCCEEDED and store.size(chunk_key(export, chunk, encoder)) is not None:
+                    done += chunk.seconds(plan.frame_rate)
+                    on_progress(done)
+                elif tries < CHUNK_TRIES:
+                    logger.warning("Chunk %d of %s failed (%s): trying it again", chunk.index + 1, export.job_id,
+                                   state.message or state.status)  # fmt: skip
+                    running[calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))] = (chunk, tries + 1)
+                else:
+                    reason = state.message or state.status
+                    raise RenderError(f"Chunk {chunk.index + 1} of {len(chunks)} failed twice: {reason}")
+    except BaseException:
+        stop_chunks(store, export.job_id)
+        for call_id in running:
+            calls.cancel(call_id)
+        raise
 
 
 def forget_chunks(export: ExportPayload, chunks: list[Chunk], store: ObjectStore) -> None:

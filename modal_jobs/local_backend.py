@@ -8,6 +8,10 @@ detached supervisor (its own session, no pipes back to the spawner, so it
 outlives the web server as a Modal container outlives our backend) that runs the
 worker in its own process group and records how it ended.
 
+Exports and the chunks a chunked export spawns (modal_jobs/chunks.py) have slots of their own
+(`queued-chunks/`, `running-chunks/`), max_workers each: an export waiting for its chunks holds its
+slot, and chunks queued behind it for the same slots would wait for ever.
+
 Liveness is a file lock, not a pid: the spawner takes `lock` before launching
 and hands the open file to the supervisor and the worker, so the lock is held
 exactly as long as any of them lives. Every state file is written atomically.
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
-from .schema import KINDS
+from .schema import CHUNK_KIND, KINDS
 from .store import open_regular_file
 
 logger = logging.getLogger(__name__)
@@ -48,6 +52,12 @@ KILL_GRACE_SECONDS = 5.0
 MAX_STATE_FILE_BYTES = 1024 * 1024
 # How much of the end of worker.log logs() returns.
 LOG_TAIL_BYTES = 16 * 1024
+# Each pool's folders of markers: (waiting for a slot, has a slot).
+POOLS = {"exports": ("queued", "running"), "chunks": ("queued-chunks", "running-chunks")}
+
+
+def pool_of(kind: str) -> str:
+    return "chunks" if kind == CHUNK_KIND else "exports"
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
@@ -117,7 +127,7 @@ class LocalBackend:
         self.time_limit_seconds = time_limit_seconds
         self.result_ttl_seconds = result_ttl_seconds
         self.python = python
-        for folder in ("calls", "queued", "running"):
+        for folder in ("calls", *(name for folders in POOLS.values() for name in folders)):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -134,7 +144,7 @@ class LocalBackend:
         return bool(CALL_ID_PATTERN.match(call_id))
 
     def spawn(self, kind: str, payload: dict[str, Any]) -> str:
-        if kind not in KINDS:
+        if kind not in (*KINDS, CHUNK_KIND):
             raise SpawnRefused(f"Unknown export kind {kind!r}.")
         call_id = f"local-{uuid.uuid4().hex}"
         call_dir = self.call_dir(call_id)
@@ -157,7 +167,8 @@ class LocalBackend:
                 },
             },
         )
-        (self.root / "queued" / f"{time.time_ns():020d}-{call_id}").touch()
+        queued, _ = POOLS[pool_of(kind)]
+        (self.root / queued / f"{time.time_ns():020d}-{call_id}").touch()
         self.start_queued_calls()
         return call_id
 
@@ -176,7 +187,7 @@ class LocalBackend:
         with self._queue_lock():
             if not (call_dir / "cancel.json").exists():
                 write_json_atomically(call_dir / "cancel.json", {"requested_at": time.time()})
-            for marker in (self.root / "queued").glob(f"*-{call_id}"):
+            for marker in self._queued_markers(call_id):
                 marker.unlink(missing_ok=True)  # never started: nothing to stop
                 write_json_atomically(call_dir / "exit.json", {"how": "cancelled", "finished_at": time.time()})
                 return
@@ -206,21 +217,25 @@ class LocalBackend:
     # The queue
 
     def start_queued_calls(self) -> list[str]:
-        """Give free slots to the oldest queued calls; return the ids started."""
+        """Give free slots to the oldest queued calls of each pool; return the ids started."""
         started = []
         with self._queue_lock():
-            busy = 0
-            for marker in (self.root / "running").iterdir():
-                if lock_is_held(self.call_dir(marker.name) / "lock"):
-                    busy += 1
-                else:
-                    marker.unlink(missing_ok=True)
-            for marker in sorted((self.root / "queued").iterdir())[: max(0, self.max_workers - busy)]:
-                call_id = marker.name.split("-", 1)[1]
-                os.replace(marker, self.root / "running" / call_id)
-                self._launch(call_id)
-                started.append(call_id)
+            for queued, running in POOLS.values():
+                busy = 0
+                for marker in (self.root / running).iterdir():
+                    if lock_is_held(self.call_dir(marker.name) / "lock"):
+                        busy += 1
+                    else:
+                        marker.unlink(missing_ok=True)
+                for marker in sorted((self.root / queued).iterdir())[: max(0, self.max_workers - busy)]:
+                    call_id = marker.name.split("-", 1)[1]
+                    os.replace(marker, self.root / running / call_id)
+                    self._launch(call_id)
+                    started.append(call_id)
         return started
+
+    def _queued_markers(self, call_id: str) -> list[Path]:
+        return [marker for queued, _ in POOLS.values() for marker in (self.root / queued).glob(f"*-{call_id}")]
 
     @contextmanager
     def _queue_lock(self):
@@ -269,10 +284,11 @@ class LocalBackend:
             if lock_is_held(call_dir / "lock"):
                 self._enforce_time_limit(call_dir)
                 return CallState.running()
-            waiting = sorted(marker.name for marker in (self.root / "queued").iterdir())
-            for ahead, name in enumerate(waiting):
-                if name.endswith(f"-{call_id}"):  # queued calls read as running, as on Modal, with their place
-                    return CallState(CallStatus.RUNNING, queued_ahead=ahead)
+            for queued, _ in POOLS.values():
+                waiting = sorted(marker.name for marker in (self.root / queued).iterdir())
+                for ahead, name in enumerate(waiting):
+                    if name.endswith(f"-{call_id}"):  # queued calls read as running, as on Modal, with their place
+                        return CallState(CallStatus.RUNNING, queued_ahead=ahead)
             if cancel_requested:
                 return CallState(CallStatus.TERMINATED)
             return CallState.failed("The worker disappeared without a result (its supervisor was killed).")

@@ -83,15 +83,26 @@ def supervise(call_dir: Path, lock_descriptor: int) -> None:
 
 
 def run(call_dir: Path) -> None:
+    from .schema import CHUNK_KIND
     from .store import store_from_config
-    from .worker import log_to_stderr, run_export
+    from .worker import log_to_stderr, run_chunk, run_export
 
+    # A cancel's SIGTERM unwinds the worker (ffmpeg killed, a chunked export's chunk calls cancelled) instead
+    # of ending it on the spot; the supervisor's SIGKILL follows if it does not end in time.
+    signal.signal(signal.SIGTERM, stop)
     log_to_stderr()
     call = read_json(call_dir / "call.json")
-    result = run_export(
-        call["payload"], store=store_from_config(call["executor"]["store_config"]), call_id=call["call_id"]
-    )
+    store = store_from_config(call["executor"]["store_config"])
+    if call["kind"] == CHUNK_KIND:
+        result = run_chunk(call["payload"], store=store)
+    else:
+        chunk_calls = LocalBackend.from_call(call)  # chunks run as calls of this executor, in their own slots
+        result = run_export(call["payload"], store=store, call_id=call["call_id"], chunk_calls=chunk_calls)
     write_json_atomically(call_dir / "return.json", result)
+
+
+def stop(signal_number, frame) -> None:
+    raise SystemExit(128 + signal_number)
 
 
 def main(arguments: list[str]) -> None:

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .chunks import forget_chunks, render_chunked
+from .chunks import ChunkCalls, ChunkStopped, forget_chunks, keep_chunk, render_chunked, stop_key
 from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
-from .pipeline import RenderError, build_plan, part_costs, plan_chunks, render
+from .pipeline import Chunk, RenderError, build_plan, choose_encoder, part_costs, plan_chunks, render
 from .progress import ProgressReporter
 from .records import MAX_RECORD_BYTES, OUTPUT, PROGRESS, RESULT, ExportResult, error_result, job_key, parse_progress
 from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
@@ -42,8 +42,13 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int = 1) -> dict[str, Any]:
-    """Render the export the payload describes; return its ExportResult as a dict (the call's return value)."""
+def run_export(
+    payload: Any, *, store: ObjectStore, call_id: str, attempt: int = 1, chunk_calls: ChunkCalls | None = None
+) -> dict[str, Any]:
+    """
+    Render the export the payload describes; return its ExportResult as a dict (the call's return value).
+    A chunked export's chunks are calls of their own on `chunk_calls` where given (chunks.py).
+    """
     version = payload.get("schema_version") if isinstance(payload, dict) else None
     if version != PAYLOAD_SCHEMA_VERSION:
         return error_result(
@@ -70,7 +75,7 @@ def run_export(payload: Any, *, store: ObjectStore, call_id: str, attempt: int =
     reporter.start(message="Starting export")
     logger.info("Export %s (%s) started: call %s, attempt %d", export.job_id, export.kind, call_id, attempt)
     try:
-        result = _run(export, params, store=store, reporter=reporter)
+        result = _run(export, params, store=store, reporter=reporter, chunk_calls=chunk_calls)
     except (RenderError, MediaProbeError, OSError) as error:
         result = error_result(str(error))
     except Exception as error:  # a bug, but the user still deserves a message and the backend a result
@@ -106,10 +111,35 @@ def _previous_attempt(store: ObjectStore, job_id: str, call_id: str) -> int:
     return previous.attempt if previous is not None and previous.call_id == call_id else 0
 
 
-def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter) -> ExportResult:
+def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
+    """One chunk of a chunked export, as a call of its own: render its frames and keep them (chunks.py)."""
+    try:
+        export = ExportPayload.model_validate(payload["export"])
+        params = export.validated_params()
+        chunk = Chunk(**payload["chunk"])
+    except (KeyError, TypeError, ValidationError, InvalidParams) as error:
+        return error_result(f"Invalid chunk payload: {error}").to_dict()
+    encoder = choose_encoder()
+    try:
+        if store.size(stop_key(export.job_id)) is not None:
+            raise ChunkStopped(f"Chunk {chunk.index + 1} was not started: its export is no longer running.")
+        with tempfile.TemporaryDirectory(prefix=f"chunk-{export.job_id}-{chunk.index}-") as scratch:
+            clips = _download_inputs(export, store=store, work_dir=Path(scratch))
+            keep_chunk(export, params, clips, chunk, store=store, work_dir=Path(scratch), encoder=encoder)
+    except (RenderError, MediaProbeError, OSError, ChunkStopped) as error:
+        return error_result(str(error), job_id=export.job_id).to_dict()
+    except Exception as error:
+        logger.exception("Chunk %d of %s failed unexpectedly", chunk.index + 1, export.job_id)
+        return error_result(f"Unexpected {type(error).__name__}: {error}", job_id=export.job_id).to_dict()
+    return ExportResult(status="success", job_id=export.job_id, encoder=encoder.name).to_dict()
+
+
+def _run(
+    export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter, chunk_calls: ChunkCalls | None
+) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix=f"export-{export.job_id}-") as scratch:
         work_dir = Path(scratch)
-        clips = _download_inputs(export, store=store, reporter=reporter, work_dir=work_dir)
+        clips = _download_inputs(export, store=store, work_dir=work_dir, reporter=reporter)
         plan = build_plan(export.kind, params, clips, work_dir)
         output = work_dir / "output.mp4"
         low, high = RENDER_SHARE
@@ -139,9 +169,8 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
         started = time.monotonic()
         chunks = plan_chunks(plan.duration, plan.frame_rate, export.chunk_seconds)
         if chunks:
-            encoder = render_chunked(
-                export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output, on_progress=rendered
-            )
+            encoder = render_chunked(export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output,
+                                     on_progress=rendered, calls=chunk_calls)  # fmt: skip
         else:
             encoder = render(plan, output, on_progress=rendered)
         render_seconds = time.monotonic() - started
@@ -164,16 +193,15 @@ def _run(export: ExportPayload, params, *, store: ObjectStore, reporter: Progres
         )
 
 
-def _download_inputs(export: ExportPayload, *, store, reporter, work_dir: Path):
+def _download_inputs(export: ExportPayload, *, store, work_dir: Path, reporter: ProgressReporter | None = None):
     clips = {}
     total_inputs = len(export.inputs)
     low, high = DOWNLOAD_SHARE
     for number, (clip_id, entry) in enumerate(sorted(export.inputs.items()), start=1):
         path = work_dir / f"input-{clip_id}{Path(entry.key).suffix}"
         share = (low + (high - low) * (number - 1) / total_inputs, low + (high - low) * number / total_inputs)
-        store.download_file(
-            entry.key, path, on_progress=_transfer_progress(reporter, share, "downloading", f"clip {number}")
-        )
+        progress = _transfer_progress(reporter, share, "downloading", f"clip {number}") if reporter else None
+        store.download_file(entry.key, path, on_progress=progress)
         clips[int(clip_id)] = (path, entry.facts())
     return clips
 

@@ -57,7 +57,7 @@ def command_names(pids: list[int]) -> list[str]:
 
 def kill_all_workers(executor_root: Path) -> None:
     """Stop every worker a local executor started (test teardown)."""
-    for queued in (executor_root / "queued").glob("*"):
+    for queued in [*(executor_root / "queued").glob("*"), *(executor_root / "queued-chunks").glob("*")]:
         queued.unlink(missing_ok=True)
     for started_file in (executor_root / "calls").glob("*/started.json"):
         worker_group = json.loads(started_file.read_text())["worker_pgid"]

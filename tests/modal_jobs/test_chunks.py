@@ -8,8 +8,8 @@ one of them silent, so every chunk starts between source frames and inside a cli
 
 import json
 import logging
-import os
-import signal
+import re
+import time
 import uuid
 
 import av
@@ -18,11 +18,11 @@ import pytest
 
 from modal_jobs import pipeline
 from modal_jobs.executors import CallStatus
-from modal_jobs.local_backend import LocalBackend
+from modal_jobs.local_backend import LocalBackend, lock_is_held
 from modal_jobs.media import generate_test_clip, probe
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
 from modal_jobs.records import job_key
-from modal_jobs.schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams
+from modal_jobs.schema import CHUNK_KIND, ClipFacts, FramingParams, MultiClipParams, OverlayParams
 from modal_jobs.worker import run_export
 
 from ..processes import kill_all_workers, wait_for
@@ -196,15 +196,14 @@ def test_a_long_export_renders_in_chunks_and_comes_out_as_its_whole_render(store
 def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_kept(
     store, chunked_payload, tmp_path, monkeypatch, caplog
 ):
-    """The worker SIGKILLed mid-render, then its call run again for the same job, as Modal re-runs a preempted one."""
+    """Every worker SIGKILLed mid-render, then the export run again for the same job, as Modal re-runs one."""
     monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")  # a chunk takes long enough to kill the worker mid-way
     backend = LocalBackend(root=tmp_path / "executor", store_config={"type": "filesystem", "root": str(store.root)})
     kept_prefix = job_key(chunked_payload["job_id"], "chunks/")
     try:
         call_id = backend.spawn("multi_clip", chunked_payload)
         wait_for(lambda: len(list(store.list_keys(kept_prefix))) >= 2, timeout=120, what="two chunks kept")
-        started = json.loads((backend.call_dir(call_id) / "started.json").read_text())
-        os.killpg(started["worker_pgid"], signal.SIGKILL)
+        kill_all_workers(backend.root)  # SIGKILL: the export's worker and its chunks' workers
         wait_for(lambda: backend.poll(call_id).status is not CallStatus.RUNNING, what="the call to end")
         kept = len(list(store.list_keys(kept_prefix)))
         assert 2 <= kept < 9
@@ -217,3 +216,99 @@ def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_k
     assert result["status"] == "success", result
     assert chunk_log(caplog) == (9 - kept, kept)
     assert len(decoded_frames(store.path(result["output_key"]))) == output_frames(PARAMS_DURATION, 30)
+
+
+@pytest.fixture
+def local_executor(tmp_path, store):
+    backend = LocalBackend(root=tmp_path / "executor", store_config={"type": "filesystem", "root": str(store.root)})
+    yield backend
+    kill_all_workers(backend.root)
+
+
+def chunk_calls_of(backend) -> list[str]:
+    calls = [json.loads(path.read_text()) for path in (backend.root / "calls").glob("*/call.json")]
+    return [call["call_id"] for call in calls if call["kind"] == CHUNK_KIND]
+
+
+def final_state(backend, call_id, timeout=180):
+    return wait_for(
+        lambda: (state := backend.poll(call_id)).status is not CallStatus.RUNNING and state,
+        timeout=timeout,
+        what="the export's call to end",
+    )
+
+
+def test_on_the_local_executor_the_chunks_are_calls_of_their_own_rendering_side_by_side(
+    store, chunked_payload, local_executor
+):
+    parent = local_executor.spawn("multi_clip", chunked_payload)
+    state = final_state(local_executor, parent)
+
+    assert state.status is CallStatus.SUCCEEDED, state
+    children = chunk_calls_of(local_executor)
+    assert len(children) == 9
+    spans = []
+    for call_id in children:
+        call_dir = local_executor.call_dir(call_id)
+        started = json.loads((call_dir / "started.json").read_text())["started_at"]
+        spans.append((started, json.loads((call_dir / "exit.json").read_text())["finished_at"]))
+    spans.sort()
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)), "never two at once"
+    output = store.path(state.result.output_key)
+    assert len(decoded_frames(output)) == output_frames(PARAMS_DURATION, 30)
+
+
+@pytest.fixture(scope="module")
+def detailed_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("detailed") / "detailed.mp4"
+    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=8, width=960, height=540)
+    return path
+
+
+def test_cancelling_a_chunked_export_stops_every_chunk_within_three_seconds(
+    store, detailed_clip, local_executor, monkeypatch
+):
+    """Each chunk is seconds of x264's slowest preset: a chunk left running would outlive the three seconds."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
+    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    parent = local_executor.spawn("multi_clip", payload)
+    wait_for(
+        lambda: any(
+            (local_executor.call_dir(child) / "started.json").exists() for child in chunk_calls_of(local_executor)
+        ),
+        timeout=60,
+        what="a chunk rendering",
+    )
+
+    local_executor.cancel(parent)
+    cancelled_at = time.monotonic()
+    calls = [parent, *chunk_calls_of(local_executor)]
+    wait_for(lambda: not any(lock_is_held(local_executor.call_dir(call) / "lock") for call in calls), timeout=20,
+             what="every process of the export and its chunks to end")  # fmt: skip
+
+    assert time.monotonic() - cancelled_at < 3
+    assert local_executor.poll(parent).status is CallStatus.TERMINATED
+    assert not any(local_executor._queued_markers(call) for call in calls)  # none left to start later
+    kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
+    assert kept == []  # none finished after the cancel
+
+
+def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payload, local_executor, monkeypatch):
+    """Its inputs vanish from the store once the first chunk has started: every later chunk call fails."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    local_executor.max_workers = 1  # the chunks one at a time: the later ones start after the input is gone
+    parent = local_executor.spawn("multi_clip", chunked_payload)
+    wait_for(
+        lambda: any(
+            (local_executor.call_dir(child) / "started.json").exists() for child in chunk_calls_of(local_executor)
+        ),
+        timeout=60,
+        what="the first chunk to start",
+    )
+    store.path(chunked_payload["inputs"]["3"]["key"]).unlink()
+
+    state = final_state(local_executor, parent)
+
+    assert state.status is CallStatus.FAILED
+    assert re.fullmatch(r"Chunk \d of 9 failed twice: .*", state.message), state.message

@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from modal_jobs.chunks import stop_chunks
 from modal_jobs.executors import ExecutorUnavailable, SpawnRefused
 from modal_jobs.schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, clip_ids, validate_params
 from projects.models import Clip, Project
@@ -37,6 +38,7 @@ from .models import (
 )
 from .notices import NOTICED_STATUSES, tell_owner
 from .pruning import purge_project_if_idle
+from .storage import object_store
 
 logger = logging.getLogger(__name__)
 Event = ExportJobEvent.Kind
@@ -225,6 +227,12 @@ def record_call_id(job: ExportJob, call_id: str, *, trigger, event, budget: Budg
 
 
 def send_cancel(job: ExportJob, *, budget) -> None:
+    try:
+        # Chunk calls (a chunked export's) stop on this marker: the call the executor cancels may be dead
+        # already, with its chunks rendering on, and neither executor cancels a call's children.
+        stop_chunks(object_store(), str(job.pk))
+    except Exception:  # the executor's cancel still goes out; a chunk left running finds no export to join
+        logger.warning("Could not leave the stop marker for the chunks of job %s", job.pk, exc_info=True)
     try:
         get_executor().cancel(job.call_id, budget=budget)
     except ExecutorUnavailable as error:

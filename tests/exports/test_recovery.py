@@ -6,13 +6,19 @@ complete with exactly one playable working video.
 """
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from exports import services
+from modal_jobs.local_backend import lock_is_held
 from modal_jobs.media import probe
 
+from ..helpers import start
 from ..processes import kill_all_workers, wait_for
 from ..servers import AppServer, Browser
 
@@ -108,3 +114,27 @@ def waiting_on(database, table: str) -> bool:
 
 def query(database, sql: str, parameters=()) -> list[tuple]:
     return database.execute(sql, parameters).fetchall()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_chunked_export_whose_worker_died_stops_the_chunks_it_left_running(
+    executor, project, long_clip, settings
+):
+    """The export's worker SIGKILLed (it cancels nothing), its chunk calls rendering on: the cancel still stops them."""
+    settings.EXPORTS_CHUNK_SECONDS = 2
+    job = start(project, long_clip, end=10)
+    backend = executor.inner
+    chunk_calls = lambda: [  # noqa: E731
+        path.parent.name for path in backend.root.glob("calls/*/call.json") if '"kind": "chunk"' in path.read_text()
+    ]
+    wait_for(lambda: any((backend.call_dir(call) / "started.json").exists() for call in chunk_calls()), timeout=60,
+             what="a chunk rendering")  # fmt: skip
+    export_worker = json.loads((backend.call_dir(job.call_id) / "started.json").read_text())["worker_pgid"]
+    os.killpg(export_worker, signal.SIGKILL)
+
+    services.cancel_export(job)
+    cancelled_at = time.monotonic()
+    wait_for(lambda: not any(lock_is_held(backend.call_dir(call) / "lock") for call in chunk_calls()), timeout=20,
+             what="the chunks to stop")  # fmt: skip
+
+    assert time.monotonic() - cancelled_at < 3

@@ -8,7 +8,9 @@ one of them silent, so every chunk starts between source frames and inside a cli
 
 import json
 import logging
+import os
 import re
+import signal
 import time
 import uuid
 
@@ -312,3 +314,35 @@ def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payl
 
     assert state.status is CallStatus.FAILED
     assert re.fullmatch(r"Chunk \d of 9 failed twice: .*", state.message), state.message
+
+
+def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(
+    store, detailed_clip, local_executor, monkeypatch
+):
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
+    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    parent = local_executor.spawn("multi_clip", payload)
+    first = wait_for(
+        lambda: next(
+            (
+                child
+                for child in chunk_calls_of(local_executor)
+                if (local_executor.call_dir(child) / "started.json").exists()
+            ),
+            None,
+        ),
+        timeout=60,
+        what="a chunk rendering",
+    )
+    started = json.loads((local_executor.call_dir(first) / "started.json").read_text())
+    os.killpg(started["worker_pgid"], signal.SIGKILL)
+
+    state = final_state(local_executor, parent)
+
+    assert state.status is CallStatus.SUCCEEDED, state
+    rendered = [json.loads((local_executor.call_dir(child) / "call.json").read_text())["payload"]["chunk"]["index"]
+                for child in chunk_calls_of(local_executor)]  # fmt: skip
+    killed = json.loads((local_executor.call_dir(first) / "call.json").read_text())["payload"]["chunk"]["index"]
+    assert sorted(rendered) == sorted([0, 1, 2, 3, killed])  # every chunk once, the killed one twice
+    assert len(decoded_frames(store.path(state.result.output_key))) == 240

@@ -147,7 +147,15 @@ def build_payload(job: ExportJob) -> dict:
         },
         "events": event_target(job),
         "chunk_seconds": settings.EXPORTS_CHUNK_SECONDS,
+        "chunks_of": str(first_of_retries(job).pk),
     }
+
+
+def first_of_retries(job: ExportJob) -> ExportJob:
+    """The job a chain of retries started from: its chunk folder serves them all (modal_jobs/chunks.py)."""
+    while (retried := ExportJob.objects.filter(retried_as=job).first()) is not None:
+        job = retried
+    return job
 
 
 def start_export(

@@ -53,12 +53,12 @@ def chunk_key(export: ExportPayload, chunk: Chunk, encoder: Encoder) -> str:
     """
     Where the chunk is kept: named by everything that makes its frames (the export's kind, parameters and
     inputs, its frames, the encoder's settings), so an object found there can only be this chunk, encoded
-    to join with the others by stream copy.
+    to join with the others by stream copy; in the folder of the job a retry retried first, if any.
     """
     made_of = [export.kind, export.params, {clip: entry.key for clip, entry in export.inputs.items()}]
     made_of += [chunk.first_frame, chunk.end_frame, encoder.arguments()]
     digest = hashlib.sha256(json.dumps(made_of, sort_keys=True).encode()).hexdigest()[:20]
-    return job_key(export.job_id, f"chunks/{chunk.index:04d}-{digest}.mp4")
+    return job_key(export.chunks_of or export.job_id, f"chunks/{chunk.index:04d}-{digest}.mp4")
 
 
 class ChunkCalls(Protocol):

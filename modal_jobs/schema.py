@@ -427,6 +427,8 @@ class ExportPayload(BaseModel):
     inputs: dict[str, ExportInput]
     events: EventTarget | None = None  # None: the backend takes no events; it learns by looking
     chunk_seconds: float = Field(default=0.0, ge=0)  # render in chunks of about this long (modal_jobs/chunks.py)
+    # Whose folder the chunks are kept in: the first job a retry retried, so a retry uses what it left.
+    chunks_of: str = Field(default="", pattern=r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})?$")
 
     def clip_facts(self) -> dict[int, ClipFacts]:
         return {int(clip_id): entry.facts() for clip_id, entry in self.inputs.items()}

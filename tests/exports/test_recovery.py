@@ -15,10 +15,12 @@ import psycopg
 import pytest
 
 from exports import services
+from exports.models import ExportStatus
+from exports.storage import object_store
 from modal_jobs.local_backend import lock_is_held
 from modal_jobs.media import probe
 
-from ..helpers import start
+from ..helpers import reconcile_until_finished, start
 from ..processes import kill_all_workers, wait_for
 from ..servers import AppServer, Browser
 
@@ -138,3 +140,27 @@ def test_cancelling_a_chunked_export_whose_worker_died_stops_the_chunks_it_left_
              what="the chunks to stop")  # fmt: skip
 
     assert time.monotonic() - cancelled_at < 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_of_a_chunked_export_killed_midway_renders_only_the_chunks_it_had_not_kept(
+    executor, project, long_clip, settings, eager_checks
+):
+    settings.EXPORTS_CHUNK_SECONDS = 2
+    job = start(project, long_clip, end=10)
+    store = object_store()
+    kept = lambda: [key for key in store.list_keys(f"exports/{job.pk}/chunks/") if key.endswith(".mp4")]  # noqa: E731
+    wait_for(lambda: len(kept()) >= 2, timeout=120, what="two chunks kept")
+    kill_all_workers(settings.LOCAL_EXECUTOR_DIR)  # the machine dies: the export's worker and its chunks'
+    assert reconcile_until_finished(job).status == ExportStatus.ERROR
+    kept_before = len(kept())
+
+    retry = reconcile_until_finished(services.retry_export(job), timeout=180)
+
+    assert retry.status == ExportStatus.COMPLETE
+    chunk_jobs = [
+        json.loads(path.read_text())["payload"]["export"]["job_id"]
+        for path in executor.inner.root.glob("calls/*/call.json")
+        if '"kind": "chunk"' in path.read_text()
+    ]
+    assert chunk_jobs.count(str(retry.pk)) == 5 - kept_before

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -20,7 +21,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .executors import CallState, CallStatus
-from .pipeline import AUDIO, Chunk, Encoder, RenderError, RenderPlan, build_plan, choose_encoder, join, render
+from .pipeline import (
+    AUDIO,
+    Chunk,
+    Encoder,
+    RenderError,
+    RenderPlan,
+    build_plan,
+    choose_encoder,
+    join,
+    render,
+)
 from .records import job_key
 from .schema import CHUNK_KIND, ExportPayload, Strict
 from .store import ObjectStore
@@ -168,10 +179,18 @@ def wait_for_chunk_calls(
         for chunk in chunks:
             if store.size(chunk_key(export, chunk, encoder)) is None:
                 running[calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))] = (chunk, 1)
+        shown = done
         on_progress(done)
         render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
         while running:
             time.sleep(CHUNK_POLL_SECONDS)
+            rendering = sum(
+                seconds_rendered(store, export.job_id, chunk, chunk.seconds(plan.frame_rate))
+                for chunk, _ in running.values()
+            )
+            if done + rendering > shown:  # a chunk tried again starts from 0: the sum may dip, the bar never
+                shown = done + rendering
+                on_progress(shown)
             for call_id, (chunk, tries) in list(running.items()):
                 state = calls.poll(call_id)
                 if state.status is CallStatus.RUNNING:
@@ -179,7 +198,9 @@ def wait_for_chunk_calls(
                 del running[call_id]
                 if state.status is CallStatus.SUCCEEDED and store.size(chunk_key(export, chunk, encoder)) is not None:
                     done += chunk.seconds(plan.frame_rate)
-                    on_progress(done)
+                    if done > shown:
+                        shown = done
+                        on_progress(shown)
                 elif tries < CHUNK_TRIES:
                     logger.warning("Chunk %d of %s failed (%s): trying it again", chunk.index + 1, export.job_id,
                                    state.message or state.status)  # fmt: skip
@@ -194,11 +215,39 @@ def wait_for_chunk_calls(
         raise
 
 
+def progress_key(job_id: str, chunk: Chunk) -> str:
+    return job_key(job_id, f"chunks/{chunk.index:04d}.progress")
+
+
+def report_progress(store: ObjectStore, job_id: str, chunk: Chunk) -> Callable[[float], None]:
+    """A chunk call's on_progress: its media seconds done, kept at most once a second for its export to add up."""
+    written_at = 0.0
+
+    def report(seconds: float) -> None:
+        nonlocal written_at
+        if time.monotonic() - written_at >= STOP_CHECK_SECONDS:
+            written_at = time.monotonic()
+            store.write_bytes(progress_key(job_id, chunk), json.dumps({"seconds": seconds}).encode())
+
+    return report
+
+
+def seconds_rendered(store: ObjectStore, job_id: str, chunk: Chunk, length: float) -> float:
+    """What a running chunk call last reported, within its chunk's `length`; 0 before its first report."""
+    try:
+        raw = store.read_bytes(progress_key(job_id, chunk), max_bytes=256)
+        seconds = float(json.loads(raw)["seconds"]) if raw else 0.0
+    except (OSError, ValueError, TypeError, KeyError):  # torn, hostile or missing: it counts once it is kept
+        return 0.0
+    return min(max(seconds, 0.0), length) if math.isfinite(seconds) else 0.0
+
+
 def forget_chunks(export: ExportPayload, chunks: list[Chunk], store: ObjectStore) -> None:
-    """Delete the kept chunks once the output is stored; what a crash leaves, prune_exports deletes."""
+    """Delete the kept chunks and their progress once the output is stored; what a crash leaves, pruning does."""
     encoder = choose_encoder()
     for chunk in chunks:
         try:
             store.delete(chunk_key(export, chunk, encoder))
+            store.delete(progress_key(export.job_id, chunk))
         except Exception:  # storage hygiene only: never the export's failure
             logger.warning("Could not delete chunk %d of %s", chunk.index, export.job_id, exc_info=True)

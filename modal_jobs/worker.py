@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .chunks import ChunkCalls, ChunkStopped, forget_chunks, keep_chunk, render_chunked, stop_key
+from .chunks import ChunkCalls, ChunkStopped, forget_chunks, keep_chunk, render_chunked, report_progress, stop_key
 from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
@@ -125,7 +125,8 @@ def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
             raise ChunkStopped(f"Chunk {chunk.index + 1} was not started: its export is no longer running.")
         with tempfile.TemporaryDirectory(prefix=f"chunk-{export.job_id}-{chunk.index}-") as scratch:
             clips = _download_inputs(export, store=store, work_dir=Path(scratch))
-            keep_chunk(export, params, clips, chunk, store=store, work_dir=Path(scratch), encoder=encoder)
+            keep_chunk(export, params, clips, chunk, store=store, work_dir=Path(scratch), encoder=encoder,
+                       on_progress=report_progress(store, export.job_id, chunk))  # fmt: skip
     except (RenderError, MediaProbeError, OSError, ChunkStopped) as error:
         return error_result(str(error), job_id=export.job_id).to_dict()
     except Exception as error:

@@ -28,7 +28,7 @@ from modal_jobs.schema import CHUNK_KIND, ClipFacts, FramingParams, MultiClipPar
 from modal_jobs.worker import run_export
 
 from ..processes import kill_all_workers, wait_for
-from .conftest import add_input, make_payload
+from .conftest import add_input, make_payload, read_log
 
 PARAMS = {
     "multi_clip": MultiClipParams.model_validate(
@@ -204,10 +204,11 @@ def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_k
     kept_prefix = job_key(chunked_payload["job_id"], "chunks/")
     try:
         call_id = backend.spawn("multi_clip", chunked_payload)
-        wait_for(lambda: len(list(store.list_keys(kept_prefix))) >= 2, timeout=120, what="two chunks kept")
+        kept_chunks = lambda: [key for key in store.list_keys(kept_prefix) if key.endswith(".mp4")]  # noqa: E731
+        wait_for(lambda: len(kept_chunks()) >= 2, timeout=120, what="two chunks kept")
         kill_all_workers(backend.root)  # SIGKILL: the export's worker and its chunks' workers
         wait_for(lambda: backend.poll(call_id).status is not CallStatus.RUNNING, what="the call to end")
-        kept = len(list(store.list_keys(kept_prefix)))
+        kept = len(kept_chunks())
         assert 2 <= kept < 9
 
         caplog.set_level(logging.INFO, logger="modal_jobs.chunks")
@@ -346,3 +347,20 @@ def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(
     killed = json.loads((local_executor.call_dir(first) / "call.json").read_text())["payload"]["chunk"]["index"]
     assert sorted(rendered) == sorted([0, 1, 2, 3, killed])  # every chunk once, the killed one twice
     assert len(decoded_frames(store.path(state.result.output_key))) == 240
+
+
+def test_a_chunked_exports_progress_adds_up_its_chunks_as_they_render_and_never_goes_back(
+    store, detailed_clip, local_executor, monkeypatch
+):
+    """Before: the bar moved only when a chunk was complete, a quarter at a time here."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
+    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    parent = local_executor.spawn("multi_clip", payload)
+    assert final_state(local_executor, parent).status is CallStatus.SUCCEEDED
+
+    done = [
+        record["processed_seconds"] for record in read_log(store, payload["job_id"]) if record["stage"] == "rendering"
+    ]
+    assert done == sorted(done)
+    assert any(0 < seconds < 8 and seconds not in (2, 4, 6) for seconds in done), done

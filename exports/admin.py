@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -153,6 +154,7 @@ class ExportJobAdmin(admin.ModelAdmin):
                     "progress_at",
                     "remaining_seconds",
                     "heartbeat_seen_at",
+                    "chunks",
                     "progress_record",
                 ]
             },
@@ -164,6 +166,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [field.name for field in ExportJob._meta.fields] + [
         "pretty_params",
+        "chunks",
         "progress_record",
         "executor_state",
         "executor_state_view_only",
@@ -223,6 +226,17 @@ class ExportJobAdmin(admin.ModelAdmin):
     @admin.display(description="params")
     def pretty_params(self, job):
         return format_html("<pre>{}</pre>", json.dumps(job.params, indent=2, sort_keys=True))
+
+    @admin.display(description="chunks")
+    def chunks(self, job):
+        """A chunked export's chunks as its worker last recorded them (modal_jobs/chunks.py)."""
+        try:
+            record = records.read_progress(job.pk)
+        except Exception as error:  # shown, not raised: the page must render when storage fails
+            return format_html('<span class="errornote">Could not read them: {}</span>', error)
+        if record is None or not record.chunks:
+            return "not rendered in chunks"
+        return render_to_string("admin/exports/exportjob/chunks.html", {"chunks": record.chunks})
 
     @admin.display(description="progress record")
     def progress_record(self, job):

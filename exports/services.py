@@ -238,7 +238,8 @@ def send_cancel(job: ExportJob, *, budget) -> None:
     try:
         # Chunk calls (a chunked export's) stop on this marker: the call the executor cancels may be dead
         # already, with its chunks rendering on, and neither executor cancels a call's children.
-        stop_chunks(object_store(), str(job.pk))
+        if settings.EXPORTS_CHUNK_SECONDS:
+            stop_chunks(object_store(), str(job.pk))
     except Exception:  # the executor's cancel still goes out; a chunk left running finds no export to join
         logger.warning("Could not leave the stop marker for the chunks of job %s", job.pk, exc_info=True)
     try:

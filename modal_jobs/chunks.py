@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -133,6 +134,7 @@ def render_chunked(
     output: Path,
     on_progress: Callable[[float], None],
     calls: ChunkCalls | None = None,
+    on_chunks: Callable[[list[dict]], None] | None = None,
 ) -> Encoder:
     """
     Render the plan's video chunk by chunk, keeping each in the store (a chunk already kept is used as it is),
@@ -153,7 +155,7 @@ def render_chunked(
         render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
     else:
         wait_for_chunk_calls(export, params, clips, plan, chunks, calls, store=store, work_dir=work_dir,
-                             encoder=encoder, audio=audio, on_progress=on_progress)  # fmt: skip
+                             encoder=encoder, audio=audio, on_progress=on_progress, on_chunks=on_chunks)  # fmt: skip
     paths = []
     for chunk in chunks:
         path = rendered_here.get(chunk.index) or work_dir / f"chunk-{chunk.index:04d}.mp4"
@@ -164,21 +166,43 @@ def render_chunked(
     return encoder
 
 
+class ChunkStates:
+    """Each chunk's state, time and call (records.ChunkState), told to the export's record on every change."""
+
+    def __init__(self, chunks: list[Chunk], frame_rate: int, on_change: Callable[[list[dict]], None] | None):
+        self.states = {chunk.index: {"index": chunk.index, "seconds": chunk.seconds(frame_rate), "state": "waiting",
+                                     "tries": 0} for chunk in chunks}  # fmt: skip
+        self.on_change = on_change
+
+    def set(self, chunk: Chunk, state: str, **fields) -> None:
+        now = datetime.now(UTC).isoformat()
+        times = {"started_at": now, "finished_at": None} if state == "rendering" else {"finished_at": now}
+        self.states[chunk.index] |= {"state": state, **(times if state != "kept earlier" else {}), **fields}
+        if self.on_change is not None:
+            self.on_change([dict(state) for state in self.states.values()])
+
+
 def wait_for_chunk_calls(
-    export, params, clips, plan, chunks, calls: ChunkCalls, *, store, work_dir, encoder, audio, on_progress
+    export, params, clips, plan, chunks, calls: ChunkCalls, *, store, work_dir, encoder, audio, on_progress, on_chunks
 ) -> None:
     """
     Spawn a call for each chunk not kept yet, render the audio meanwhile, and wait for them: a chunk whose
     call fails is tried once more, then the export fails naming it. Anything that stops this (a cancel's
     SIGTERM or InputCancellation, a failure) cancels the calls still running: an executor does not stop a
-    call's children by itself.
+    call's children by itself. on_chunks(states) hears of each chunk's state as it changes.
     """
-    done = sum(chunk.seconds(plan.frame_rate) for chunk in chunks if store.size(chunk_key(export, chunk, encoder)))
+    states = ChunkStates(chunks, plan.frame_rate, on_chunks)
+    done = 0.0
     running: dict[str, tuple[Chunk, int]] = {}
     try:
         for chunk in chunks:
-            if store.size(chunk_key(export, chunk, encoder)) is None:
-                running[calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))] = (chunk, 1)
+            if store.size(chunk_key(export, chunk, encoder)) is not None:
+                done += chunk.seconds(plan.frame_rate)
+                states.set(chunk, "kept earlier")
+            else:
+                call_id = calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))
+                running[call_id] = (chunk, 1)
+                states.set(chunk, "rendering", call_id=call_id, tries=1)
         shown = done
         on_progress(done)
         render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
@@ -198,14 +222,18 @@ def wait_for_chunk_calls(
                 del running[call_id]
                 if state.status is CallStatus.SUCCEEDED and store.size(chunk_key(export, chunk, encoder)) is not None:
                     done += chunk.seconds(plan.frame_rate)
+                    states.set(chunk, "rendered")
                     if done > shown:
                         shown = done
                         on_progress(shown)
                 elif tries < CHUNK_TRIES:
                     logger.warning("Chunk %d of %s failed (%s): trying it again", chunk.index + 1, export.job_id,
                                    state.message or state.status)  # fmt: skip
-                    running[calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))] = (chunk, tries + 1)
+                    call_id = calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))
+                    running[call_id] = (chunk, tries + 1)
+                    states.set(chunk, "rendering", call_id=call_id, tries=tries + 1)
                 else:
+                    states.set(chunk, "failed")
                     reason = state.message or state.status
                     raise RenderError(f"Chunk {chunk.index + 1} of {len(chunks)} failed twice: {reason}")
     except BaseException:

@@ -57,6 +57,7 @@ class ProgressReporter:
         self._remaining = RemainingTime()
         self._lock = threading.Lock()
         self._record: dict = {}
+        self._chunks: list[dict] = []  # sticky: every record carries the chunks' latest states
         self._last_written = 0.0
         self._unflushed_log: list[bytes] = []
         self._stopped = threading.Event()
@@ -98,6 +99,12 @@ class ProgressReporter:
             self._record = record
             if stage_changed or (moved and self.clock() - self._last_written >= self.throttle_seconds):
                 self._write_locked()
+
+    def set_chunks(self, chunks: list[dict]) -> None:
+        """A chunked export's chunks as they stand (records.ChunkState): the next record written carries them."""
+        with self._lock:
+            self._chunks = chunks
+            self._record = {**self._record, "chunks": chunks}
 
     def finish(self, *, message: str = "Done") -> None:
         """Write 100 %; call only once the output and result.json are stored."""
@@ -144,6 +151,8 @@ class ProgressReporter:
         }
         if processed_work is not None and total_work is not None:
             record |= {"processed_work": round(float(processed_work), 3), "total_work": round(float(total_work), 3)}
+        if self._chunks:
+            record["chunks"] = self._chunks
         return record
 
     def _write_locked(self) -> None:
@@ -157,7 +166,8 @@ class ProgressReporter:
         )
         line = record.to_json()
         self._last_written = now
-        self._unflushed_log.append(line + b"\n")
+        # The log keeps how the export went; the chunks' states are for a look at the latest record only.
+        self._unflushed_log.append(record.model_dump_json(exclude={"chunks"}).encode() + b"\n")
         try:
             self.store.write_bytes(job_key(self.job_id, PROGRESS), line)
         except Exception:

@@ -57,6 +57,27 @@ def _remaining(value: Any) -> float | None:
     return min(float(value), MAX_REMAINING_SECONDS)
 
 
+class ChunkState(BaseModel):
+    """One chunk of a chunked export (chunks.py), as its export's call saw it last: for admins to look at."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    index: int
+    seconds: float = 0.0  # its media length
+    state: Annotated[str, _truncated(MAX_STAGE_CHARACTERS)] = ""  # waiting, rendering, rendered, kept earlier, failed
+    call_id: Annotated[str, _truncated(MAX_CALL_ID_CHARACTERS)] = ""
+    tries: int = 0
+    started_at: AwareDatetime | None = None  # its call spawned (the latest try's)
+    finished_at: AwareDatetime | None = None
+
+    @property
+    def took_seconds(self) -> float | None:
+        """From its (latest) call's spawn to its end, queueing included: what it cost its export's wait."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
 class ProgressRecord(BaseModel):
     """The worker's latest word on a job: how far, at what stage, and its estimate of the time left."""
 
@@ -77,9 +98,10 @@ class ProgressRecord(BaseModel):
     total_work: float | None = None
     # The worker's estimate of the seconds left as of worker_time (eta.py); None until it is stable.
     remaining_seconds: Annotated[float | None, BeforeValidator(_remaining)] = None
+    chunks: list[ChunkState] = Field(default_factory=list)  # a chunked export's chunks, where they render apart
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude=None if self.chunks else {"chunks"}).encode()
 
 
 class ExportResult(BaseModel):

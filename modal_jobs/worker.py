@@ -170,8 +170,10 @@ def _run(
         started = time.monotonic()
         chunks = plan_chunks(plan.duration, plan.frame_rate, export.chunk_seconds)
         if chunks:
-            encoder = render_chunked(export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output,
-                                     on_progress=rendered, calls=chunk_calls)  # fmt: skip
+            encoder = render_chunked(
+                export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output,
+                on_progress=rendered, calls=chunk_calls, on_chunks=reporter.set_chunks,
+            )  # fmt: skip
         else:
             encoder = render(plan, output, on_progress=rendered)
         render_seconds = time.monotonic() - started

@@ -63,6 +63,24 @@ def test_the_detail_page_shows_params_the_progress_record_the_executor_and_the_t
     assert "Spawned on the executor" in html  # the timeline
 
 
+def test_the_detail_page_lists_a_chunked_exports_chunks_with_their_state_call_and_time(
+    executor, staff_client, project, clip, settings
+):
+    settings.EXPORTS_CHUNK_SECONDS = 0.3
+    client, _ = staff_client
+    job = start(project, clip, end=1.0)
+    wait_for(lambda: executor.inner.poll(job.call_id).status is CallStatus.SUCCEEDED, timeout=60, what="the call")
+
+    html = client.get(reverse("admin:exports_exportjob_change", args=[job.pk])).content.decode()
+    cells = r"<tr><td>(\d) of 3</td><td>([\d.]+) s</td><td>(\w+)</td><td>(\d)</td>"
+    cells += r"<td>(local-\w+)</td><td>([\d.]+) s</td></tr>"
+    rows = re.findall(cells, re.sub(r">\s+<", "><", html))
+    assert [(number, state, tries) for number, _, state, tries, _, _ in rows] == [
+        ("1", "rendered", "1"), ("2", "rendered", "1"), ("3", "rendered", "1")
+    ]  # fmt: skip
+    assert len({call for *_, call, _ in rows}) == 3
+
+
 def test_the_detail_page_shows_an_unavailable_executor_instead_of_failing(executor, staff_client, project):
     client, _ = staff_client
     job = ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id="local-" + "c" * 32)

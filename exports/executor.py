@@ -190,6 +190,7 @@ def backend_from_settings() -> ExecutorBackend:
         root=settings.LOCAL_EXECUTOR_DIR,
         store_config=worker_store_config(),
         max_workers=settings.LOCAL_EXECUTOR_MAX_WORKERS,
+        cores_per_worker=settings.LOCAL_EXECUTOR_CORES_PER_WORKER,
         time_limit_seconds=settings.LOCAL_EXECUTOR_TIME_LIMIT_SECONDS,
     )
 

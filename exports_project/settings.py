@@ -198,6 +198,7 @@ SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', defau
 EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
 LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"
 LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
+LOCAL_EXECUTOR_CORES_PER_WORKER = env.int("LOCAL_EXECUTOR_CORES_PER_WORKER", default=0)
 # Exports longer than two chunks of this many seconds render in chunks, each kept in the store once complete,
 # so a re-run of the export renders only the chunks still missing (modal_jobs/chunks.py); on the local
 # executor they render in parallel as calls of their own. 0, the default until the speed-up is measured: off.

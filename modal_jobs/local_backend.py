@@ -117,6 +117,8 @@ class LocalBackend:
         root: str | Path,
         store_config: dict[str, Any],
         max_workers: int = 2,
+        cores_per_worker: int = 0,
+        cores: list[int] | None = None,
         time_limit_seconds: float = 4 * 3600,
         result_ttl_seconds: float = 7 * 24 * 3600,
         python: str = sys.executable,
@@ -124,6 +126,11 @@ class LocalBackend:
         self.root = Path(root)
         self.store_config = store_config
         self.max_workers = max_workers
+        # Each worker (and its ffmpeg) on cores of its own, as each Modal container has its CPUs: slot n of a
+        # pool gets cores n*k to n*k+k-1 (modulo the machine's). 0: no pinning, the kernel shares them all.
+        self.cores_per_worker = cores_per_worker
+        # The machine's cores as the spawner found them: a pinned worker spawning chunk calls sees only its own.
+        self.cores = cores or sorted(os.sched_getaffinity(0))
         self.time_limit_seconds = time_limit_seconds
         self.result_ttl_seconds = result_ttl_seconds
         self.python = python
@@ -161,6 +168,8 @@ class LocalBackend:
                     "root": str(self.root),
                     "store_config": self.store_config,
                     "max_workers": self.max_workers,
+                    "cores_per_worker": self.cores_per_worker,
+                    "cores": self.cores,
                     "time_limit_seconds": self.time_limit_seconds,
                     "result_ttl_seconds": self.result_ttl_seconds,
                     "python": self.python,
@@ -221,16 +230,19 @@ class LocalBackend:
         started = []
         with self._queue_lock():
             for queued, running in POOLS.values():
-                busy = 0
+                busy, taken = 0, set()  # the pool's running calls, and the slots they hold
                 for marker in (self.root / running).iterdir():
                     if lock_is_held(self.call_dir(marker.name) / "lock"):
                         busy += 1
+                        taken.add(marker.read_text())
                     else:
                         marker.unlink(missing_ok=True)
-                for marker in sorted((self.root / queued).iterdir())[: max(0, self.max_workers - busy)]:
+                free = [slot for slot in range(self.max_workers) if str(slot) not in taken][: self.max_workers - busy]
+                for marker, slot in zip(sorted((self.root / queued).iterdir()), free, strict=False):
                     call_id = marker.name.split("-", 1)[1]
                     os.replace(marker, self.root / running / call_id)
-                    self._launch(call_id)
+                    (self.root / running / call_id).write_text(str(slot))
+                    self._launch(call_id, slot)
                     started.append(call_id)
         return started
 
@@ -243,14 +255,21 @@ class LocalBackend:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def _launch(self, call_id: str) -> None:
+    def cores_of(self, slot: int) -> set[int]:
+        """The cores a worker in `slot` runs on: all of them unless cores_per_worker pins it."""
+        cores = self.cores
+        if not self.cores_per_worker:
+            return set(cores)
+        return {cores[(slot * self.cores_per_worker + n) % len(cores)] for n in range(self.cores_per_worker)}
+
+    def _launch(self, call_id: str, slot: int) -> None:
         """Start the call's supervisor, holding its lock from now until the supervisor and worker end."""
         call_dir = self.call_dir(call_id)
         descriptor = os.open(call_dir / "lock", os.O_RDWR)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             subprocess.run(
-                [self.python, "-m", "modal_jobs.local_worker", "supervise", str(call_dir), str(descriptor)],
+                [self.python, "-m", "modal_jobs.local_worker", "supervise", str(call_dir), str(descriptor), str(slot)],
                 pass_fds=(descriptor,),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,

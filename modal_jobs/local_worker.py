@@ -1,7 +1,7 @@
 """
 Processes of the local executor (see local_backend.py); imports no Django.
 
-    python -m modal_jobs.local_worker supervise CALL_DIR LOCK_FD
+    python -m modal_jobs.local_worker supervise CALL_DIR LOCK_FD SLOT
         Detaches (forks; the spawner only waits for the parent), runs the worker
         in its own process group, enforces the time limit and cancels, records how
         the worker ended in exit.json, then starts the next queued call.
@@ -24,7 +24,7 @@ from .local_backend import KILL_GRACE_SECONDS, LocalBackend, read_json, signal_g
 WAIT_STEP_SECONDS = 0.2
 
 
-def supervise(call_dir: Path, lock_descriptor: int) -> None:
+def supervise(call_dir: Path, lock_descriptor: int, slot: int = 0) -> None:
     if os.fork() > 0:
         os._exit(0)  # the spawner waits for this parent only; the supervisor is reparented to init
     errors = os.open(call_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -44,6 +44,7 @@ def supervise(call_dir: Path, lock_descriptor: int) -> None:
             stderr=log,
             env={**os.environ, "TMPDIR": str(scratch)},
         )
+    os.sched_setaffinity(worker.pid, LocalBackend.from_call(call).cores_of(slot))  # ffmpeg inherits it
     started_at = time.time()
     write_json_atomically(
         call_dir / "started.json",
@@ -108,7 +109,7 @@ def stop(signal_number, frame) -> None:
 def main(arguments: list[str]) -> None:
     command, call_dir = arguments[0], Path(arguments[1])
     if command == "supervise":
-        supervise(call_dir, int(arguments[2]))
+        supervise(call_dir, int(arguments[2]), int(arguments[3]) if len(arguments) > 3 else 0)
     elif command == "run":
         run(call_dir)
     else:

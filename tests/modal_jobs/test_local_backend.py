@@ -256,3 +256,19 @@ def test_an_id_the_executor_never_issued_reads_as_unknown(make_backend, call_id)
 def test_spawn_refuses_an_unknown_kind(make_backend):
     with pytest.raises(SpawnRefused):
         make_backend().spawn("slideshow", {})
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning to cores of their own needs two cores")
+def test_workers_pinned_to_cores_of_their_own_run_each_on_its_own(make_backend, slow_payload):
+    """As each Modal container has its CPUs: two workers of one core each never share one (ffmpeg included)."""
+    backend = make_backend(max_workers=2, cores_per_worker=1)
+    calls = [backend.spawn("multi_clip", slow_payload()) for _ in range(2)]
+    pids = [
+        wait_for(lambda call=call: (backend.call_dir(call) / "started.json").exists() and call, what="started")
+        and json.loads((backend.call_dir(call) / "started.json").read_text())["worker_pid"]
+        for call in calls
+    ]
+
+    cores = [os.sched_getaffinity(pid) for pid in pids]
+    assert [len(one) for one in cores] == [1, 1]
+    assert cores[0] != cores[1]

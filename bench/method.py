@@ -88,4 +88,12 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    times faster than life (tick, claim intervals, backoff and writes all a tenth), so a 10-minute
    export takes a minute here; counted by the server. *Throughput:* 1, 4 and 16 senders posting
    signed progress events for their own jobs back to back for 8 s; every request timed.
+10. **A long export in chunks** (`bench/chunked_render.py`), against the same export rendered whole in
+   the same run. Three 60 s clips at 640x360 (`testsrc2`, `smptehdbars`, `testsrc` with tones), one
+   3-minute multi-clip export. *Speed-up:* on the local executor with each worker pinned to one core of
+   its own (`cores_per_worker=1`, as each Modal container has its own CPUs; unpinned, one ffmpeg 9 keeps
+   both cores of this machine busy and two renders only share them): the whole render on one worker
+   against 45 s chunks on two, spawn to the call's end. *Overhead:* the ffmpeg CPU seconds of the chunks,
+   the audio and the join, rendered one after another in the bench process, over the whole render's.
+   Two runs each; medians.
 """

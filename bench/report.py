@@ -13,6 +13,7 @@ from django.conf import settings
 
 from bench import (
     api_latency,
+    chunked_render,
     eta_accuracy,
     fanout,
     pages_beside_sockets,
@@ -33,6 +34,7 @@ TITLES = {
     "7": "a page beside 200 open sockets",
     "8": "time-left estimate against the true time left",
     "9": "the workers' signed events",
+    "10": "a long export in chunks",
 }
 LATENCY_UPDATES_WANTED = 100
 
@@ -53,6 +55,7 @@ RUNNERS = {
     "7": pages_beside_sockets.run,
     "8": eta_accuracy.run,
     "9": worker_events.run,
+    "10": chunked_render.run,
 }
 
 
@@ -222,6 +225,28 @@ def rows(results: dict) -> list[Row]:
         )
     if "9" in results:
         table += worker_event_rows(results["9"])
+    if "10" in results:
+        figure = results["10"]
+        media = f"{figure['media_seconds']} s of 640x360 in {figure['chunk_seconds']} s chunks"
+        table += [
+            Row(
+                f"10 chunked render speed-up, two one-core workers against one ({media})",
+                "whole on one worker ; in chunks on two ; speed-up (medians)",
+                f"{figure['whole_one_worker']:.1f} s ; {figure['chunked_two_workers']:.1f} s ; "
+                f"{figure['speed_up']:.2f}x",
+                f">= {chunked_render.SPEED_UP_GOAL}x",
+                "the whole render on one worker",
+                verdict(figure["speed_up"] >= chunked_render.SPEED_UP_GOAL),
+            ),
+            Row(
+                f"10 chunked render CPU overhead ({media})",
+                "ffmpeg CPU: whole ; in chunks (with the audio and the join) ; ratio (medians)",
+                f"{figure['whole_cpu']:.1f} s ; {figure['chunked_cpu']:.1f} s ; {figure['overhead']:.2f}x",
+                f"<= {chunked_render.OVERHEAD_GOAL}x",
+                "the whole render",
+                verdict(figure["overhead"] <= chunked_render.OVERHEAD_GOAL),
+            ),
+        ]
     return table
 
 

@@ -70,6 +70,16 @@ def results() -> dict:
                 "handshakes_failed": 0,
             },
         },
+        "10": {
+            "media_seconds": 180,
+            "chunk_seconds": 45,
+            "whole_one_worker": 16.0,
+            "chunked_two_workers": 9.0,
+            "speed_up": 16.0 / 9.0,
+            "whole_cpu": 17.0,
+            "chunked_cpu": 17.5,
+            "overhead": 17.5 / 17.0,
+        },
     }
 
 
@@ -80,7 +90,7 @@ def verdicts(results: dict) -> dict[str, str]:
 def test_a_run_meeting_every_goal_says_so(results):
     table = report.rows(results)
 
-    assert len(table) == 13
+    assert len(table) == 15
     assert {row.verdict for row in table if not row.figure.startswith("5 ")} == {"met"}
     assert [row.verdict for row in table if row.figure.startswith("5 ")] == ["-"]  # fan-out has no goal
     assert "Every goal was met in this run." in report.markdown(table, results, elapsed_seconds=480)
@@ -136,6 +146,16 @@ def slow_pipeline(results):
     return "6 pipeline overhead, overlay (1280x720)"
 
 
+def slow_chunks(results):
+    results["10"]["speed_up"] = 1.42
+    return "10 chunked render speed-up, two one-core workers against one (180 s of 640x360 in 45 s chunks)"
+
+
+def costly_chunks(results):
+    results["10"]["overhead"] = 1.11
+    return "10 chunked render CPU overhead (180 s of 640x360 in 45 s chunks)"
+
+
 @pytest.mark.parametrize(
     "miss",
     [
@@ -149,6 +169,8 @@ def slow_pipeline(results):
         slow_pipeline,
         slow_page_beside_sockets,
         failed_handshakes,
+        slow_chunks,
+        costly_chunks,
     ],
 )
 def test_a_missed_goal_is_named_in_the_table_and_the_summary(results, miss):

@@ -173,7 +173,9 @@ def _pieces(plan: RenderPlan, chunk: Chunk | None, audio: bool) -> RenderPlan:
     if chunk is not None:
         return replace(plan, duration=chunk.seconds(plan.frame_rate), frames=chunk.frames, outputs=("vout",), parts=[])
     if audio:
-        return replace(plan, outputs=("aout",), prepare=[], parts=[])
+        # -vn before each input: unmapped, its video would still be decoded (3.9 CPU s of 4 for 3 min of 640x360).
+        inputs = [argument for one in plan.input_arguments for argument in (["-vn", one] if one == "-i" else [one])]
+        return replace(plan, input_arguments=inputs, outputs=("aout",), prepare=[], parts=[])
     return plan
 
 

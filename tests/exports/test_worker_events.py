@@ -51,6 +51,14 @@ def job(project):
     return ExportJobFactory(project=project, status=ExportStatus.PROCESSING, call_id=CALL_ID, progress=10)
 
 
+def store_output(job, settings, tmp_path) -> None:
+    """The job's output, stored where its result event says it is: what a worker stores before its result."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"ok")
+
+
 def state_of(job) -> tuple:
     job = ExportJob.objects.get(pk=job.pk)
     return job.status, job.progress, job.message, job.events.count()
@@ -112,10 +120,7 @@ def test_an_event_not_signed_for_this_job_now_is_refused_and_changes_nothing(job
 @pytest.mark.parametrize("kind", ["progress", "result"])
 def test_a_replayed_event_is_refused_and_changes_nothing(job, kind, settings, tmp_path):
     """The same bytes and headers again, within the signature's tolerance, as an eavesdropper could send them."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
-    output.parent.mkdir(parents=True)
-    output.write_bytes(b"ok")
+    store_output(job, settings, tmp_path)
     event = progress_event(job, percent=40) if kind == "progress" else result_event(job)
     signed = {"message_id": "msg_once", "sent_at": datetime.now(UTC)}
 
@@ -155,10 +160,7 @@ def test_an_unknown_job_is_not_found(job):
 
 
 def test_the_result_event_finalizes_once_with_the_workers_finish_time(job, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
-    output.parent.mkdir(parents=True)
-    output.write_bytes(b"ok")
+    store_output(job, settings, tmp_path)
     event = result_event(job)
 
     first = send(job.pk, event)
@@ -235,10 +237,7 @@ def test_a_result_that_cannot_be_taken_now_is_503_and_its_retry_under_the_same_i
     """Before: the id was kept, so the worker's retry was refused as a replay and the job waited for a look."""
     from exports import reconcile
 
-    settings.MEDIA_ROOT = tmp_path / "media"
-    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
-    output.parent.mkdir(parents=True)
-    output.write_bytes(b"ok")
+    store_output(job, settings, tmp_path)
     real = reconcile.object_store
 
     def store_down():
@@ -262,10 +261,7 @@ def test_a_result_whose_first_delivery_died_while_being_taken_is_taken_on_its_re
     """
     from exports import reconcile
 
-    settings.MEDIA_ROOT = tmp_path / "media"
-    output = tmp_path / "media" / job_key(str(job.pk), OUTPUT)
-    output.parent.mkdir(parents=True)
-    output.write_bytes(b"ok")
+    store_output(job, settings, tmp_path)
     real = reconcile.object_store
 
     def killed_here():

@@ -268,21 +268,31 @@ def detailed_clip(tmp_path_factory):
     return path
 
 
+def detailed_payload(store, detailed_clip, monkeypatch) -> dict:
+    """Four chunks of 2 s at 960x540 with x264's slowest preset: seconds each, long enough to act mid-way."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
+    return make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+
+
+def first_chunk_started(backend) -> str:
+    """Wait for a chunk call's worker to start; its call id."""
+    return wait_for(
+        lambda: next(
+            (child for child in chunk_calls_of(backend) if (backend.call_dir(child) / "started.json").exists()), None
+        ),
+        timeout=60,
+        what="a chunk to start",
+    )
+
+
 def test_cancelling_a_chunked_export_stops_every_chunk_within_three_seconds(
     store, detailed_clip, local_executor, monkeypatch
 ):
     """Each chunk is seconds of x264's slowest preset: a chunk left running would outlive the three seconds."""
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
-    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
-    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    payload = detailed_payload(store, detailed_clip, monkeypatch)
     parent = local_executor.spawn("multi_clip", payload)
-    wait_for(
-        lambda: any(
-            (local_executor.call_dir(child) / "started.json").exists() for child in chunk_calls_of(local_executor)
-        ),
-        timeout=60,
-        what="a chunk rendering",
-    )
+    first_chunk_started(local_executor)
 
     local_executor.cancel(parent)
     cancelled_at = time.monotonic()
@@ -302,13 +312,7 @@ def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payl
     monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
     local_executor.max_workers = 1  # the chunks one at a time: the later ones start after the input is gone
     parent = local_executor.spawn("multi_clip", chunked_payload)
-    wait_for(
-        lambda: any(
-            (local_executor.call_dir(child) / "started.json").exists() for child in chunk_calls_of(local_executor)
-        ),
-        timeout=60,
-        what="the first chunk to start",
-    )
+    first_chunk_started(local_executor)
     store.path(chunked_payload["inputs"]["3"]["key"]).unlink()
 
     state = final_state(local_executor, parent)
@@ -320,22 +324,9 @@ def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payl
 def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(
     store, detailed_clip, local_executor, monkeypatch
 ):
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
-    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
-    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    payload = detailed_payload(store, detailed_clip, monkeypatch)
     parent = local_executor.spawn("multi_clip", payload)
-    first = wait_for(
-        lambda: next(
-            (
-                child
-                for child in chunk_calls_of(local_executor)
-                if (local_executor.call_dir(child) / "started.json").exists()
-            ),
-            None,
-        ),
-        timeout=60,
-        what="a chunk rendering",
-    )
+    first = first_chunk_started(local_executor)
     started = json.loads((local_executor.call_dir(first) / "started.json").read_text())
     os.killpg(started["worker_pgid"], signal.SIGKILL)
 
@@ -353,9 +344,7 @@ def test_a_chunked_exports_progress_adds_up_its_chunks_as_they_render_and_never_
     store, detailed_clip, local_executor, monkeypatch
 ):
     """Before: the bar moved only when a chunk was complete, a quarter at a time here."""
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
-    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
-    payload = make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+    payload = detailed_payload(store, detailed_clip, monkeypatch)
     parent = local_executor.spawn("multi_clip", payload)
     assert final_state(local_executor, parent).status is CallStatus.SUCCEEDED
 

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 CHUNK_POLL_SECONDS = 0.5
 CHUNK_TRIES = 2  # a chunk whose call fails is tried once more; then the export fails, naming it
-STOP_CHECK_SECONDS = 1.0
+STOP_CHECK_SECONDS = 1.0  # how often a rendering chunk looks for the stop marker
+REPORT_SECONDS = 1.0  # how often, at most, a rendering chunk keeps its progress
 
 
 class ChunkStopped(Exception):
@@ -179,7 +180,7 @@ class ChunkStates:
         times = {"started_at": now, "finished_at": None} if state == "rendering" else {"finished_at": now}
         self.states[chunk.index] |= {"state": state, **(times if state != "kept earlier" else {}), **fields}
         if self.on_change is not None:
-            self.on_change([dict(state) for state in self.states.values()])
+            self.on_change([dict(one) for one in self.states.values()])
 
 
 def wait_for_chunk_calls(
@@ -253,7 +254,7 @@ def report_progress(store: ObjectStore, job_id: str, chunk: Chunk) -> Callable[[
 
     def report(seconds: float) -> None:
         nonlocal written_at
-        if time.monotonic() - written_at >= STOP_CHECK_SECONDS:
+        if time.monotonic() - written_at >= REPORT_SECONDS:
             written_at = time.monotonic()
             store.write_bytes(progress_key(job_id, chunk), json.dumps({"seconds": seconds}).encode())
 

@@ -51,6 +51,14 @@ def short_id(job_id) -> str:
     return job_id.hex[:8]
 
 
+def short_call_id(call_id: str) -> str:
+    """"local-" or "fc-" and enough after it to tell calls apart, the whole id in a title; "-" for none."""
+    if not call_id:
+        return "-"
+    shown = call_id if len(call_id) <= 15 else f"{call_id[:14]}…"
+    return format_html('<span title="{}">{}</span>', call_id, shown)
+
+
 def to_the_second(value):
     """A time as 2026-11-25 17:21:04 in the admin's time zone (named in the title), or the empty value."""
     if value is None:
@@ -204,12 +212,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="call", ordering="call_id")
     def short_call_id(self, job):
-        # "local-" or "fc-" and enough after it to tell calls apart; the whole id (and the search) stays exact.
-        call_id = job.call_id
-        if not call_id:
-            return "-"
-        shown = call_id if len(call_id) <= 15 else f"{call_id[:14]}…"
-        return format_html('<span title="{}">{}</span>', call_id, shown)
+        return short_call_id(job.call_id)  # the whole id (and the search) stays exact
 
     @admin.display(description="age", ordering="created_at")
     def age(self, job):
@@ -236,7 +239,8 @@ class ExportJobAdmin(admin.ModelAdmin):
             return format_html('<span class="errornote">Could not read them: {}</span>', error)
         if record is None or not record.chunks:
             return "not rendered in chunks"
-        return render_to_string("admin/exports/exportjob/chunks.html", {"chunks": record.chunks})
+        rows = [(chunk, short_call_id(chunk.call_id)) for chunk in record.chunks]
+        return render_to_string("admin/exports/exportjob/chunks.html", {"rows": rows, "count": len(rows)})
 
     @admin.display(description="progress record")
     def progress_record(self, job):

@@ -52,7 +52,7 @@ def short_id(job_id) -> str:
 
 
 def short_call_id(call_id: str) -> str:
-    """"local-" or "fc-" and enough after it to tell calls apart, the whole id in a title; "-" for none."""
+    """A call id cut to its prefix ("local-", "fc-") and enough to tell calls apart, whole in a title; "-" if none."""
     if not call_id:
         return "-"
     shown = call_id if len(call_id) <= 15 else f"{call_id[:14]}…"

@@ -44,7 +44,7 @@ def prune_exports(*, retention_days: float, dry_run: bool = False, now=None) -> 
     for job_id, status in due.values_list("pk", "status").iterator():
         names = [*RECORDS, OUTPUT] if status in (ExportStatus.ERROR, ExportStatus.CANCELLED) else RECORDS
         try:
-            for key in [*(job_key(str(job_id), name) for name in names), *kept_chunks(store, job_id)]:
+            for key in job_objects(store, job_id, names):
                 if key in in_use:
                     report.kept_in_use.append(key)
                 elif store.size(key) is not None:
@@ -81,14 +81,17 @@ def purge_project_if_idle(project: Project) -> bool:
         default_storage.delete(name)
     store = object_store()
     for job_id in job_ids:
-        for key in [*(job_key(str(job_id), name) for name in (*RECORDS, OUTPUT)), *kept_chunks(store, job_id)]:
+        for key in job_objects(store, job_id, (*RECORDS, OUTPUT)):
             store.delete(key)
     return True
 
 
-def kept_chunks(store, job_id) -> list[str]:
-    """The chunks a chunked render kept (modal_jobs/chunks.py) that it did not delete: it crashed, or failed."""
-    return list(store.list_keys(job_key(str(job_id), "chunks/")))
+def job_objects(store, job_id, names) -> list[str]:
+    """
+    The keys of the job's objects `names`, and of whatever a chunked render left under chunks/ (it crashed,
+    failed or was cancelled before deleting them; modal_jobs/chunks.py).
+    """
+    return [*(job_key(str(job_id), name) for name in names), *store.list_keys(job_key(str(job_id), "chunks/"))]
 
 
 def purge_deleted_projects() -> int:

@@ -53,6 +53,11 @@ def stop_key(job_id: str) -> str:
     return job_key(job_id, "chunks/stop")
 
 
+def chunks_stopped(store: ObjectStore, job_id: str) -> bool:
+    """Whether stop_chunks told the job's chunk calls to stop."""
+    return store.size(stop_key(job_id)) is not None
+
+
 def stop_chunks(store: ObjectStore, job_id: str) -> None:
     """
     Tell every chunk call of the job to stop: each looks for this marker before it starts and about once a
@@ -112,7 +117,7 @@ def keep_chunk(
         nonlocal checked_at
         if time.monotonic() - checked_at >= STOP_CHECK_SECONDS:
             checked_at = time.monotonic()
-            if store.size(stop_key(export.job_id)) is not None:
+            if chunks_stopped(store, export.job_id):
                 raise ChunkStopped(f"Chunk {chunk.index + 1} was stopped: its export is no longer running.")
         if on_progress is not None:
             on_progress(seconds)

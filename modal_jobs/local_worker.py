@@ -24,7 +24,7 @@ from .local_backend import KILL_GRACE_SECONDS, LocalBackend, read_json, signal_g
 WAIT_STEP_SECONDS = 0.2
 
 
-def supervise(call_dir: Path, lock_descriptor: int, slot: int = 0) -> None:
+def supervise(call_dir: Path, lock_descriptor: int, slot: int) -> None:
     if os.fork() > 0:
         os._exit(0)  # the spawner waits for this parent only; the supervisor is reparented to init
     errors = os.open(call_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -109,7 +109,7 @@ def stop(signal_number, frame) -> None:
 def main(arguments: list[str]) -> None:
     command, call_dir = arguments[0], Path(arguments[1])
     if command == "supervise":
-        supervise(call_dir, int(arguments[2]), int(arguments[3]) if len(arguments) > 3 else 0)
+        supervise(call_dir, int(arguments[2]), int(arguments[3]))
     elif command == "run":
         run(call_dir)
     else:

@@ -19,7 +19,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .chunks import ChunkCalls, ChunkStopped, forget_chunks, keep_chunk, render_chunked, report_progress, stop_key
+from .chunks import (
+    ChunkCalls,
+    ChunkStopped,
+    chunks_stopped,
+    forget_chunks,
+    keep_chunk,
+    render_chunked,
+    report_progress,
+)
 from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
@@ -121,7 +129,7 @@ def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
         return error_result(f"Invalid chunk payload: {error}").to_dict()
     encoder = choose_encoder()
     try:
-        if store.size(stop_key(export.job_id)) is not None:
+        if chunks_stopped(store, export.job_id):
             raise ChunkStopped(f"Chunk {chunk.index + 1} was not started: its export is no longer running.")
         with tempfile.TemporaryDirectory(prefix=f"chunk-{export.job_id}-{chunk.index}-") as scratch:
             clips = _download_inputs(export, store=store, work_dir=Path(scratch))

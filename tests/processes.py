@@ -6,6 +6,8 @@ import signal
 import time
 from pathlib import Path
 
+from modal_jobs.local_backend import POOLS
+
 
 def wait_for(predicate, *, timeout=60.0, step=0.05, what="condition"):
     deadline = time.monotonic() + timeout
@@ -57,8 +59,9 @@ def command_names(pids: list[int]) -> list[str]:
 
 def kill_all_workers(executor_root: Path) -> None:
     """Stop every worker a local executor started (test teardown)."""
-    for queued in [*(executor_root / "queued").glob("*"), *(executor_root / "queued-chunks").glob("*")]:
-        queued.unlink(missing_ok=True)
+    for folder, _ in POOLS.values():
+        for queued in (executor_root / folder).glob("*"):
+            queued.unlink(missing_ok=True)
     for started_file in (executor_root / "calls").glob("*/started.json"):
         worker_group = json.loads(started_file.read_text())["worker_pgid"]
         if group_members(worker_group):

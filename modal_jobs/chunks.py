@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .executors import CallState, CallStatus
+from .executors import CallState, CallStatus, ExecutorUnavailable
 from .pipeline import (
     AUDIO,
     Chunk,
@@ -103,13 +103,19 @@ def keep_chunk(
     store: ObjectStore,
     work_dir: Path,
     encoder: Encoder,
+    fetch: Callable[[RenderPlan], None],
     on_progress: Callable[[float], None] | None = None,
 ) -> Path | None:
-    """Render the chunk and keep it in the store, unless it is kept already; the file it rendered here, if any."""
+    """
+    Render the chunk and keep it in the store, unless it is kept already; the file it rendered here, if any.
+    fetch(plan) brings the inputs the chunk's plan reads.
+    """
     key = chunk_key(export, chunk, encoder)
     if store.size(key) is not None:
         logger.info("Chunk %d of %s was kept by an earlier run: used", chunk.index + 1, export.job_id)
         return None
+    plan = build_plan(export.kind, params, clips, work_dir, only=chunk)
+    fetch(plan)
     path = work_dir / f"chunk-{chunk.index:04d}.mp4"
     checked_at = time.monotonic()
 
@@ -122,7 +128,7 @@ def keep_chunk(
         if on_progress is not None:
             on_progress(seconds)
 
-    render(build_plan(export.kind, params, clips, work_dir, only=chunk), path, on_progress=rendered)
+    render(plan, path, on_progress=rendered)
     store.upload_file(key, path)  # whole or not at all: a chunk counts only once complete
     logger.info("Chunk %d of %s rendered and kept as %s", chunk.index + 1, export.job_id, key)
     return path
@@ -138,14 +144,18 @@ def render_chunked(
     store: ObjectStore,
     work_dir: Path,
     output: Path,
+    fetch: Callable[[RenderPlan], None],
     on_progress: Callable[[float], None],
     calls: ChunkCalls | None = None,
     on_chunks: Callable[[list[dict]], None] | None = None,
+    earlier_calls: dict[int, str] | None = None,
 ) -> Encoder:
     """
     Render the plan's video chunk by chunk, keeping each in the store (a chunk already kept is used as it is),
     then the audio, then join them into `output`; on_progress(media seconds done) as for a whole render. With
     `calls`, each missing chunk is a call of its own and they render in parallel; else one after another here.
+    fetch(plan) brings the inputs a plan reads: here, only once the chunk calls are on their way.
+    `earlier_calls` (chunk index -> call id) are the chunk calls an earlier run of this same call spawned.
     """
     encoder = choose_encoder()
     rendered_here: dict[int, Path] = {}
@@ -153,15 +163,18 @@ def render_chunked(
     if calls is None:
         for chunk in chunks:
             start = chunk.first_frame / plan.frame_rate
-            path = keep_chunk(export, params, clips, chunk, store=store, work_dir=work_dir, encoder=encoder,
-                              on_progress=lambda seconds, start=start: on_progress(start + seconds))  # fmt: skip
+            path = keep_chunk(
+                export, params, clips, chunk, store=store, work_dir=work_dir, encoder=encoder, fetch=fetch,
+                on_progress=lambda seconds, start=start: on_progress(start + seconds),
+            )  # fmt: skip
             if path is not None:
                 rendered_here[chunk.index] = path
             on_progress(start + chunk.seconds(plan.frame_rate))
-        render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
+        render_audio(export, params, clips, work_dir, audio, fetch)
     else:
         wait_for_chunk_calls(export, params, clips, plan, chunks, calls, store=store, work_dir=work_dir,
-                             encoder=encoder, audio=audio, on_progress=on_progress, on_chunks=on_chunks)  # fmt: skip
+                             encoder=encoder, audio=audio, fetch=fetch, on_progress=on_progress,
+                             on_chunks=on_chunks, earlier_calls=earlier_calls or {})  # fmt: skip
     paths = []
     for chunk in chunks:
         path = rendered_here.get(chunk.index) or work_dir / f"chunk-{chunk.index:04d}.mp4"
@@ -170,6 +183,13 @@ def render_chunked(
         paths.append(path)
     join(paths, audio, output)
     return encoder
+
+
+def render_audio(export: ExportPayload, params: Strict, clips, work_dir: Path, audio: Path, fetch) -> None:
+    """The whole timeline's audio, once, by the export's own call."""
+    plan = build_plan(export.kind, params, clips, work_dir, only=AUDIO)
+    fetch(plan)
+    render(plan, audio)
 
 
 class ChunkStates:
@@ -189,13 +209,29 @@ class ChunkStates:
 
 
 def wait_for_chunk_calls(
-    export, params, clips, plan, chunks, calls: ChunkCalls, *, store, work_dir, encoder, audio, on_progress, on_chunks
+    export,
+    params,
+    clips,
+    plan,
+    chunks,
+    calls: ChunkCalls,
+    *,
+    store,
+    work_dir,
+    encoder,
+    audio,
+    fetch,
+    on_progress,
+    on_chunks,
+    earlier_calls: dict[int, str],
 ) -> None:
     """
-    Spawn a call for each chunk not kept yet, render the audio meanwhile, and wait for them: a chunk whose
-    call fails is tried once more, then the export fails naming it. Anything that stops this (a cancel's
-    SIGTERM or InputCancellation, a failure) cancels the calls still running: an executor does not stop a
-    call's children by itself. on_chunks(states) hears of each chunk's state as it changes.
+    Spawn a call for each chunk not kept yet (or adopt the one an earlier run of this call spawned, if the
+    executor still knows it), render the audio meanwhile, and wait for them: a chunk whose call fails is tried once
+    more, then the export fails naming it. Anything that ends this export (a cancel's SIGTERM or
+    InputCancellation, a failure) stops the calls still running: an executor does not stop a call's children
+    by itself. A KeyboardInterrupt does not: on Modal it is a preemption, and the re-run adopts them.
+    on_chunks(states) hears of each chunk's state as it changes.
     """
     states = ChunkStates(chunks, plan.frame_rate, on_chunks)
     done = 0.0
@@ -205,13 +241,18 @@ def wait_for_chunk_calls(
             if store.size(chunk_key(export, chunk, encoder)) is not None:
                 done += chunk.seconds(plan.frame_rate)
                 states.set(chunk, "kept earlier")
+            elif adopted := adoptable(calls, earlier_calls.get(chunk.index)):
+                logger.info("Chunk %d of %s: adopted its call %s from an earlier run", chunk.index + 1,
+                            export.job_id, adopted)  # fmt: skip
+                running[adopted] = (chunk, 1)
+                states.set(chunk, "rendering", call_id=adopted, tries=1)
             else:
                 call_id = calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))
                 running[call_id] = (chunk, 1)
                 states.set(chunk, "rendering", call_id=call_id, tries=1)
         shown = done
         on_progress(done)
-        render(build_plan(export.kind, params, clips, work_dir, only=AUDIO), audio)
+        render_audio(export, params, clips, work_dir, audio, fetch)
         while running:
             time.sleep(CHUNK_POLL_SECONDS)
             rendering = sum(
@@ -222,7 +263,11 @@ def wait_for_chunk_calls(
                 shown = done + rendering
                 on_progress(shown)
             for call_id, (chunk, tries) in list(running.items()):
-                state = calls.poll(call_id)
+                try:
+                    state = calls.poll(call_id)
+                except ExecutorUnavailable as error:  # could not tell: ask again next time
+                    logger.warning("Chunk %d of %s: %s", chunk.index + 1, export.job_id, error)
+                    continue
                 if state.status is CallStatus.RUNNING:
                     continue
                 del running[call_id]
@@ -242,11 +287,27 @@ def wait_for_chunk_calls(
                     states.set(chunk, "failed")
                     reason = state.message or state.status
                     raise RenderError(f"Chunk {chunk.index + 1} of {len(chunks)} failed twice: {reason}")
+    except KeyboardInterrupt:
+        raise  # a preemption: the chunk calls keep rendering for this call's re-run to adopt
     except BaseException:
         stop_chunks(store, export.job_id)
         for call_id in running:
             calls.cancel(call_id)
         raise
+
+
+def adoptable(calls: ChunkCalls, call_id: str | None) -> str | None:
+    """
+    The call id, if the executor knows the call: running, or ended with an outcome the wait reads as any
+    other (kept, or tried again). None if it is unknown, expired or cannot be told: spawn the chunk anew.
+    """
+    if not call_id:
+        return None
+    try:
+        status = calls.poll(call_id).status
+    except ExecutorUnavailable:
+        return None  # a chunk rendered twice costs time, never frames: its key is the same
+    return None if status in (CallStatus.UNKNOWN, CallStatus.EXPIRED) else call_id
 
 
 def progress_key(job_id: str, chunk: Chunk) -> str:
@@ -255,12 +316,12 @@ def progress_key(job_id: str, chunk: Chunk) -> str:
 
 def report_progress(store: ObjectStore, job_id: str, chunk: Chunk) -> Callable[[float], None]:
     """A chunk call's on_progress: its media seconds done, kept at most once a second for its export to add up."""
-    written_at = 0.0
+    written_at, written = 0.0, 0.0
 
     def report(seconds: float) -> None:
-        nonlocal written_at
-        if time.monotonic() - written_at >= REPORT_SECONDS:
-            written_at = time.monotonic()
+        nonlocal written_at, written
+        if seconds > written and time.monotonic() - written_at >= REPORT_SECONDS:  # the first as soon as it moves
+            written_at, written = time.monotonic(), seconds
             store.write_bytes(progress_key(job_id, chunk), json.dumps({"seconds": seconds}).encode())
 
     return report

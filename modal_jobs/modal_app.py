@@ -1,5 +1,6 @@
 """
-The deployable Modal app: one function per export kind. Deploy from the project root with
+The deployable Modal app: one function per export kind, and one per kind for its chunks.
+Deploy from the project root with
 
     modal deploy modal_jobs/modal_app.py
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import modal
 
-from modal_jobs.modal_backend import FUNCTION_NAMES
+from modal_jobs.modal_backend import CHUNK_FUNCTION_NAMES, FUNCTION_NAMES
 from modal_jobs.store import S3_REQUIRED_ENVIRONMENT
 
 APP_NAME = "exports"
@@ -58,22 +59,42 @@ def run_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
     which Modal restarts) must reach Modal.
 
     Modal 1.6.4 tells user code no attempt number (the retry count stays inside its IOContext),
-    so attempt is 1; a restarted input runs again with the same call id.
+    so attempt is 1; a restarted input runs again with the same call id. A chunked export's chunks are
+    calls of the app's chunk function for its kind, spawned from here (ModalBackend as their executor).
     """
     try:
+        from modal_jobs.modal_backend import ModalBackend
         from modal_jobs.store import S3Store
         from modal_jobs.worker import log_to_stderr, run_export
 
         log_to_stderr()
         store = S3Store.from_environment()
-        return run_export(payload, store=store, call_id=modal.current_function_call_id() or "", attempt=1)
+        call_id = modal.current_function_call_id() or ""
+        chunk_calls = ModalBackend(app_name=APP_NAME)
+        return run_export(payload, store=store, call_id=call_id, attempt=1, chunk_calls=chunk_calls)
     except Exception as error:
-        traceback.print_exc()  # into the Modal logs
-        # By hand, not records.error_result: the failure may be that modal_jobs itself could not be imported.
-        return {"status": "error", "message": f"The export could not run: {type(error).__name__}: {error}"}
+        return _could_not_run("export", error)
 
 
-# What every export function shares; each adds its own resources.
+def run_chunk_in_modal(payload: dict[str, Any]) -> dict[str, Any]:
+    """Render one chunk of a chunked export (worker.run_chunk); never raise, as run_in_modal."""
+    try:
+        from modal_jobs.store import S3Store
+        from modal_jobs.worker import log_to_stderr, run_chunk
+
+        log_to_stderr()
+        return run_chunk(payload, store=S3Store.from_environment())
+    except Exception as error:
+        return _could_not_run("chunk", error)
+
+
+def _could_not_run(what: str, error: Exception) -> dict[str, Any]:
+    traceback.print_exc()  # into the Modal logs
+    # By hand, not records.error_result: the failure may be that modal_jobs itself could not be imported.
+    return {"status": "error", "message": f"The {what} could not run: {type(error).__name__}: {error}"}
+
+
+# What every function shares; each kind adds its own resources, the same for its export and its chunks.
 COMMON_OPTIONS = {
     "image": image,
     "secrets": [r2_secret],
@@ -82,25 +103,47 @@ COMMON_OPTIONS = {
     "retries": 0,
     "nonpreemptible": NONPREEMPTIBLE,
 }
+RESOURCES: dict[str, dict[str, Any]] = {
+    "multi_clip": {"cpu": 8.0, "memory": 8192},
+    "framing_ai": {
+        "env": NVENC_ENCODER,  # becomes a Secret.from_dict on these functions only; the image stays shared
+        "gpu": "L4",
+        "cpu": 8.0,  # decoding and the lanczos scaling still run on the CPU; NVENC does the encoding
+        "memory": 16384,
+    },
+    "overlay": {"cpu": 8.0, "memory": 8192},
+}
 
 
-@app.function(name=FUNCTION_NAMES["multi_clip"], cpu=8.0, memory=8192, **COMMON_OPTIONS)
+def options(kind: str, name: str) -> dict[str, Any]:
+    return {"name": name, **RESOURCES[kind], **COMMON_OPTIONS}
+
+
+@app.function(**options("multi_clip", FUNCTION_NAMES["multi_clip"]))
 def export_multi_clip(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)
 
 
-@app.function(
-    name=FUNCTION_NAMES["framing_ai"],
-    env=NVENC_ENCODER,  # becomes a Secret.from_dict on this function only; the image stays shared
-    gpu="L4",
-    cpu=8.0,  # decoding and the lanczos scaling still run on the CPU; NVENC does the encoding
-    memory=16384,
-    **COMMON_OPTIONS,
-)
+@app.function(**options("framing_ai", FUNCTION_NAMES["framing_ai"]))
 def export_framing_ai(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)
 
 
-@app.function(name=FUNCTION_NAMES["overlay"], cpu=8.0, memory=8192, **COMMON_OPTIONS)
+@app.function(**options("overlay", FUNCTION_NAMES["overlay"]))
 def export_overlay(payload: dict[str, Any]) -> dict[str, Any]:
     return run_in_modal(payload)
+
+
+@app.function(**options("multi_clip", CHUNK_FUNCTION_NAMES["multi_clip"]))
+def chunk_multi_clip(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_chunk_in_modal(payload)
+
+
+@app.function(**options("framing_ai", CHUNK_FUNCTION_NAMES["framing_ai"]))
+def chunk_framing_ai(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_chunk_in_modal(payload)
+
+
+@app.function(**options("overlay", CHUNK_FUNCTION_NAMES["overlay"]))
+def chunk_overlay(payload: dict[str, Any]) -> dict[str, Any]:
+    return run_chunk_in_modal(payload)

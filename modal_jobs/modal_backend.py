@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
-from .schema import KINDS
+from .schema import CHUNK_KIND, KINDS
 
 logger = logging.getLogger(__name__)
 
 # Export kind -> name of its function in the deployed app. The one place both
 # this backend and modal_app.py read, so the two cannot disagree.
 FUNCTION_NAMES: dict[str, str] = {kind: f"export_{kind}" for kind in KINDS}
+# Export kind -> the function its chunks render on (chunks.py), spawned by the export's own call: the kind's
+# resources again, so a chunk's frames come from the encoder its export's would (NVENC for framing_ai).
+CHUNK_FUNCTION_NAMES: dict[str, str] = {kind: f"chunk_{kind}" for kind in KINDS}
 LOG_TAIL_ENTRIES = 200
 CALL_ID_PATTERN = re.compile(r"^fc-[A-Za-z0-9]{1,64}$")
 
@@ -182,6 +185,14 @@ def state_of(output: CallOutput) -> CallState:
     return CallState.failed(f"The export raised {message}" if message else "The export failed.")
 
 
+def function_for(kind: str, payload: dict[str, Any]) -> str | None:
+    """The deployed function a call of this kind runs on; None for a kind the app does not have."""
+    if kind != CHUNK_KIND:
+        return FUNCTION_NAMES.get(kind)
+    export = payload.get("export")
+    return CHUNK_FUNCTION_NAMES.get(export.get("kind")) if isinstance(export, dict) else None
+
+
 class ModalBackend:
     name = "modal"
 
@@ -198,7 +209,7 @@ class ModalBackend:
         return bool(CALL_ID_PATTERN.match(call_id))
 
     def spawn(self, kind: str, payload: dict[str, Any]) -> str:
-        function_name = FUNCTION_NAMES.get(kind)
+        function_name = function_for(kind, payload)
         if function_name is None:
             # SpawnRefused rather than ValueError: it is a definite refusal (nothing runs), and it is
             # what LocalBackend raises and the only spawn error besides ExecutorUnavailable that callers handle.

@@ -449,10 +449,15 @@ def _run(command: list[str], on_progress: Callable[[float], None] | None = None)
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1
         )
         try:
+            done = 0.0
             for line in process.stdout:
                 key, _, value = line.strip().partition("=")
-                if key == "out_time_us" and on_progress and value.lstrip("-").isdigit():
-                    on_progress(max(0, int(value)) / 1_000_000)
+                if key == "out_time_us" and value.lstrip("-").isdigit():
+                    done = max(0, int(value)) / 1_000_000
+                elif key == "progress" and on_progress:
+                    # Every report, twice a second, even before the first frame is out (x264's lookahead holds
+                    # seconds of frames): a caller that checks for a stop on_progress checks it all along.
+                    on_progress(done)
         except BaseException:
             # Modal cancels by raising InputCancellation (a BaseException) in this thread; a store error in
             # on_progress or a SIGTERM turned into an exception lands here too. Waiting for ffmpeg would

@@ -59,6 +59,7 @@ class ProgressReporter:
         self._record: dict = {}
         self._chunks: list[dict] = []  # sticky: every record carries the chunks' latest states
         self._last_written = 0.0
+        self._written: dict = {}  # the record as last written: an update moved if it shows something else
         self._unflushed_log: list[bytes] = []
         self._stopped = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
@@ -95,16 +96,21 @@ class ProgressReporter:
                 previous.get("total_work") if total_work is None else total_work,
             )
             stage_changed = stage != previous.get("stage")
-            moved = shown != previous.get("percent") or record["message"] != previous.get("message")
+            written = self._written
+            moved = shown != written.get("percent") or record["message"] != written.get("message")
             self._record = record
             if stage_changed or (moved and self.clock() - self._last_written >= self.throttle_seconds):
                 self._write_locked()
 
     def set_chunks(self, chunks: list[dict]) -> None:
-        """A chunked export's chunks as they stand (records.ChunkState): the next record written carries them."""
+        """
+        A chunked export's chunks as they stand (records.ChunkState), written at once: the record names each
+        chunk call from its spawn, for a re-run of this call to adopt and for an admin to look at.
+        """
         with self._lock:
             self._chunks = chunks
             self._record = {**self._record, "chunks": chunks}
+            self._write_locked()
 
     def finish(self, *, message: str = "Done") -> None:
         """Write 100 %; call only once the output and result.json are stored."""
@@ -166,6 +172,7 @@ class ProgressReporter:
         )
         line = record.to_json()
         self._last_written = now
+        self._written = self._record
         # The log keeps how the export went; the chunks' states are for a look at the latest record only.
         self._unflushed_log.append(record.model_dump_json(exclude={"chunks"}).encode() + b"\n")
         try:

@@ -31,10 +31,20 @@ from .chunks import (
 from .eta import RenderWork
 from .events import EventSender
 from .media import MediaProbeError, probe
-from .pipeline import Chunk, RenderError, build_plan, choose_encoder, part_costs, plan_chunks, render
+from .pipeline import Chunk, RenderError, RenderPlan, build_plan, choose_encoder, part_costs, plan_chunks, render
 from .progress import ProgressReporter
-from .records import MAX_RECORD_BYTES, OUTPUT, PROGRESS, RESULT, ExportResult, error_result, job_key, parse_progress
-from .schema import PAYLOAD_SCHEMA_VERSION, ExportPayload, InvalidParams
+from .records import (
+    MAX_RECORD_BYTES,
+    OUTPUT,
+    PROGRESS,
+    RESULT,
+    ExportResult,
+    ProgressRecord,
+    error_result,
+    job_key,
+    parse_progress,
+)
+from .schema import PAYLOAD_SCHEMA_VERSION, ClipFacts, ExportPayload, InvalidParams
 from .store import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -69,7 +79,8 @@ def run_export(
     except (ValidationError, InvalidParams) as error:
         return error_result(f"Invalid export payload: {error}").to_dict()
 
-    attempt = max(attempt, _previous_attempt(store, export.job_id, call_id) + 1)
+    earlier = _earlier_run(store, export.job_id, call_id)
+    attempt = max(attempt, earlier.attempt + 1 if earlier else 1)
     events = None
     if export.events is not None:
         events = EventSender(url=export.events.url, secret=export.events.secret, job_id=export.job_id)
@@ -83,7 +94,9 @@ def run_export(
     reporter.start(message="Starting export")
     logger.info("Export %s (%s) started: call %s, attempt %d", export.job_id, export.kind, call_id, attempt)
     try:
-        result = _run(export, params, store=store, reporter=reporter, chunk_calls=chunk_calls)
+        earlier_chunk_calls = {chunk.index: chunk.call_id for chunk in earlier.chunks} if earlier else {}
+        result = _run(export, params, store=store, reporter=reporter, chunk_calls=chunk_calls,
+                      earlier_chunk_calls=earlier_chunk_calls)  # fmt: skip
     except (RenderError, MediaProbeError, OSError) as error:
         result = error_result(str(error))
     except Exception as error:  # a bug, but the user still deserves a message and the backend a result
@@ -109,14 +122,17 @@ def run_export(
     return result.to_dict()
 
 
-def _previous_attempt(store: ObjectStore, job_id: str, call_id: str) -> int:
-    """An executor re-running the same call (after a preemption) finds its own earlier record: count attempts."""
+def _earlier_run(store: ObjectStore, job_id: str, call_id: str) -> ProgressRecord | None:
+    """
+    The record an earlier run of this same call left, if any: an executor re-running a call (Modal, after a
+    preemption) under its id. It counts the attempts, and names the chunk calls that run spawned.
+    """
     try:
         raw = store.read_bytes(job_key(job_id, PROGRESS), max_bytes=MAX_RECORD_BYTES + 1)
     except (OSError, ValueError):  # unreadable: count from here
-        return 0
+        return None
     previous = None if raw is None else parse_progress(raw)
-    return previous.attempt if previous is not None and previous.call_id == call_id else 0
+    return previous if previous is not None and previous.call_id == call_id else None
 
 
 def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
@@ -132,8 +148,9 @@ def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
         if chunks_stopped(store, export.job_id):
             raise ChunkStopped(f"Chunk {chunk.index + 1} was not started: its export is no longer running.")
         with tempfile.TemporaryDirectory(prefix=f"chunk-{export.job_id}-{chunk.index}-") as scratch:
-            clips = _download_inputs(export, store=store, work_dir=Path(scratch))
+            clips = _input_files(export, Path(scratch))
             keep_chunk(export, params, clips, chunk, store=store, work_dir=Path(scratch), encoder=encoder,
+                       fetch=lambda plan: _fetch_inputs(export, clips, plan, store=store),
                        on_progress=report_progress(store, export.job_id, chunk))  # fmt: skip
     except (RenderError, MediaProbeError, OSError, ChunkStopped) as error:
         return error_result(str(error), job_id=export.job_id).to_dict()
@@ -144,17 +161,30 @@ def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
 
 
 def _run(
-    export: ExportPayload, params, *, store: ObjectStore, reporter: ProgressReporter, chunk_calls: ChunkCalls | None
+    export: ExportPayload,
+    params,
+    *,
+    store: ObjectStore,
+    reporter: ProgressReporter,
+    chunk_calls: ChunkCalls | None,
+    earlier_chunk_calls: dict[int, str],
 ) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix=f"export-{export.job_id}-") as scratch:
         work_dir = Path(scratch)
-        clips = _download_inputs(export, store=store, work_dir=work_dir, reporter=reporter)
+        clips = _input_files(export, work_dir)
         plan = build_plan(export.kind, params, clips, work_dir)
         output = work_dir / "output.mp4"
         low, high = RENDER_SHARE
-        if plan.sampled:
-            reporter.update(percent=low, stage="preparing", message="Measuring each clip's pace")
-        work = RenderWork([part.seconds for part in plan.parts], part_costs(plan))
+        # A chunked export spawns its chunks first and fetches its inputs (for the audio) while they render;
+        # its progress is the chunks' media seconds, so its clips' paces are not sampled.
+        chunks = plan_chunks(plan.duration, plan.frame_rate, export.chunk_seconds)
+        costs = []
+        if not chunks:
+            _fetch_inputs(export, clips, plan, store=store, reporter=reporter)
+            if plan.sampled:
+                reporter.update(percent=low, stage="preparing", message="Measuring each clip's pace")
+                costs = part_costs(plan)
+        work = RenderWork([part.seconds for part in plan.parts], costs)
         reporter.update(
             percent=low,
             stage="rendering",
@@ -176,11 +206,12 @@ def _run(
             )
 
         started = time.monotonic()
-        chunks = plan_chunks(plan.duration, plan.frame_rate, export.chunk_seconds)
         if chunks:
             encoder = render_chunked(
                 export, params, clips, plan, chunks, store=store, work_dir=work_dir, output=output,
+                fetch=lambda plan: _fetch_inputs(export, clips, plan, store=store),
                 on_progress=rendered, calls=chunk_calls, on_chunks=reporter.set_chunks,
+                earlier_calls=earlier_chunk_calls,
             )  # fmt: skip
         else:
             encoder = render(plan, output, on_progress=rendered)
@@ -204,17 +235,28 @@ def _run(
         )
 
 
-def _download_inputs(export: ExportPayload, *, store, work_dir: Path, reporter: ProgressReporter | None = None):
-    clips = {}
-    total_inputs = len(export.inputs)
+def _input_files(export: ExportPayload, work_dir: Path) -> dict[int, tuple[Path, ClipFacts]]:
+    """Where each input clip is fetched to, with its facts: all a plan needs, before any clip is here."""
+    return {
+        int(clip_id): (work_dir / f"input-{clip_id}{Path(entry.key).suffix}", entry.facts())
+        for clip_id, entry in export.inputs.items()
+    }
+
+
+def _fetch_inputs(
+    export: ExportPayload, clips, plan: RenderPlan, *, store, reporter: ProgressReporter | None = None
+) -> None:
+    """
+    Download the inputs the plan reads and only those (a chunk's plan reads the clips its frames come from),
+    unless they are here already.
+    """
+    needed = [(clip_id, path) for clip_id, (path, _) in sorted(clips.items())
+              if str(path) in plan.input_arguments and not path.exists()]  # fmt: skip
     low, high = DOWNLOAD_SHARE
-    for number, (clip_id, entry) in enumerate(sorted(export.inputs.items()), start=1):
-        path = work_dir / f"input-{clip_id}{Path(entry.key).suffix}"
-        share = (low + (high - low) * (number - 1) / total_inputs, low + (high - low) * number / total_inputs)
+    for number, (clip_id, path) in enumerate(needed, start=1):
+        share = (low + (high - low) * (number - 1) / len(needed), low + (high - low) * number / len(needed))
         progress = _transfer_progress(reporter, share, "downloading", f"clip {number}") if reporter else None
-        store.download_file(entry.key, path, on_progress=progress)
-        clips[int(clip_id)] = (path, entry.facts())
-    return clips
+        store.download_file(export.inputs[str(clip_id)].key, path, on_progress=progress)
 
 
 def _transfer_progress(reporter: ProgressReporter, share: tuple[float, float], stage: str, what: str = ""):

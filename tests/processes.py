@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from modal_jobs.local_backend import POOLS
+from modal_jobs.local_backend import POOLS, lock_is_held
 
 
 def wait_for(predicate, *, timeout=60.0, step=0.05, what="condition"):
@@ -58,14 +58,23 @@ def command_names(pids: list[int]) -> list[str]:
 
 
 def kill_all_workers(executor_root: Path) -> None:
-    """Stop every worker a local executor started (test teardown)."""
-    for folder, _ in POOLS.values():
-        for queued in (executor_root / folder).glob("*"):
-            queued.unlink(missing_ok=True)
-    for started_file in (executor_root / "calls").glob("*/started.json"):
-        worker_group = json.loads(started_file.read_text())["worker_pgid"]
-        if group_members(worker_group):
-            try:
-                os.killpg(worker_group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """
+    Stop every worker a local executor started, and any its supervisors start meanwhile: a supervisor between
+    starting its worker and writing started.json, or taking a queued call as its slot frees, would otherwise
+    start one after the kill. Done when no call holds its lock.
+    """
+
+    def kill_once() -> bool:
+        for folder, _ in POOLS.values():
+            for queued in (executor_root / folder).glob("*"):
+                queued.unlink(missing_ok=True)
+        for started_file in (executor_root / "calls").glob("*/started.json"):
+            worker_group = json.loads(started_file.read_text())["worker_pgid"]
+            if group_members(worker_group):
+                try:
+                    os.killpg(worker_group, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return not any(lock_is_held(call / "lock") for call in (executor_root / "calls").glob("*"))
+
+    wait_for(kill_once, timeout=20, what="every worker of the executor to be gone")

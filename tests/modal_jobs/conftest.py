@@ -81,6 +81,20 @@ def make_payload(kind: str, params: dict, inputs: dict) -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def detailed_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("detailed") / "detailed.mp4"
+    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=8, width=960, height=540)
+    return path
+
+
+def detailed_payload(store, detailed_clip, monkeypatch) -> dict:
+    """Four chunks of 2 s at 960x540 with x264's slowest preset: seconds each, long enough to act mid-way."""
+    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
+    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
+    return make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
+
+
 def read_log(store, job_id: str) -> list[dict]:
     """Every record of the job's progress log, in the order the worker wrote them."""
     return [json.loads(line) for line in store.read_bytes(job_key(job_id, "progress.log")).splitlines()]

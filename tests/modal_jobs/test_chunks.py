@@ -6,6 +6,7 @@ The clips are awkward on purpose: 25, 30 and 24 fps sources into 30 fps, cut at 
 one of them silent, so every chunk starts between source frames and inside a clip.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,10 +26,10 @@ from modal_jobs.media import generate_test_clip, probe
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
 from modal_jobs.records import job_key
 from modal_jobs.schema import CHUNK_KIND, ClipFacts, FramingParams, MultiClipParams, OverlayParams
-from modal_jobs.worker import run_export
+from modal_jobs.worker import run_chunk, run_export
 
 from ..processes import kill_all_workers, wait_for
-from .conftest import add_input, make_payload, read_log
+from .conftest import add_input, detailed_payload, make_payload, read_log
 
 PARAMS = {
     "multi_clip": MultiClipParams.model_validate(
@@ -195,6 +196,20 @@ def test_a_long_export_renders_in_chunks_and_comes_out_as_its_whole_render(store
     assert list(store.list_keys(job_key(chunked_payload["job_id"], "chunks/"))) == []  # deleted once it is stored
 
 
+def test_a_chunk_call_downloads_only_the_clips_its_frames_come_from(store, chunked_payload):
+    """The first chunk lies in clip 1: with clips 2 and 3 gone from the store it still renders (before, a chunk
+    call fetched every clip of its export, the whole of a 40-minute export's inputs in each container)."""
+    for clip_id in ("2", "3"):
+        store.delete(chunked_payload["inputs"][clip_id]["key"])
+    first, *_ = plan_chunks(PARAMS_DURATION, 30, chunked_payload["chunk_seconds"])
+
+    result = run_chunk({"export": chunked_payload, "chunk": dataclasses.asdict(first)}, store=store)
+
+    assert result["status"] == "success", result
+    kept = [key for key in store.list_keys(job_key(chunked_payload["job_id"], "chunks/")) if key.endswith(".mp4")]
+    assert len(kept) == 1
+
+
 def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_kept(
     store, chunked_payload, tmp_path, monkeypatch, caplog
 ):
@@ -261,20 +276,6 @@ def test_on_the_local_executor_the_chunks_are_calls_of_their_own_rendering_side_
     assert len(decoded_frames(output)) == output_frames(PARAMS_DURATION, 30)
 
 
-@pytest.fixture(scope="module")
-def detailed_clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("detailed") / "detailed.mp4"
-    generate_test_clip(path, pattern="testsrc2", tone_hz=440, seconds=8, width=960, height=540)
-    return path
-
-
-def detailed_payload(store, detailed_clip, monkeypatch) -> dict:
-    """Four chunks of 2 s at 960x540 with x264's slowest preset: seconds each, long enough to act mid-way."""
-    monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
-    params = {"clips": [{"clip_id": 1, "start": 0, "end": 8}]}
-    return make_payload("multi_clip", params, {1: add_input(store, detailed_clip)}) | {"chunk_seconds": 2}
-
-
 def first_chunk_started(backend) -> str:
     """Wait for a chunk call's worker to start; its call id."""
     return wait_for(
@@ -308,12 +309,17 @@ def test_cancelling_a_chunked_export_stops_every_chunk_within_three_seconds(
 
 
 def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payload, local_executor, monkeypatch):
-    """Its inputs vanish from the store once the first chunk has started: every later chunk call fails."""
+    """Clip 3 vanishes from the store once the export has its copy (for the audio) and the first chunk has
+    started: every later chunk call that needs it fails."""
     monkeypatch.setenv("EXPORTS_X264_PRESET", "veryslow")
     local_executor.max_workers = 1  # the chunks one at a time: the later ones start after the input is gone
+    clip = store.path(chunked_payload["inputs"]["3"]["key"])
     parent = local_executor.spawn("multi_clip", chunked_payload)
     first_chunk_started(local_executor)
-    store.path(chunked_payload["inputs"]["3"]["key"]).unlink()
+    parents_copy = lambda: [copy for copy in local_executor.call_dir(parent).glob("tmp/*/input-3.mp4")  # noqa: E731
+                            if copy.stat().st_size == clip.stat().st_size]  # fmt: skip
+    wait_for(parents_copy, timeout=30, what="the export's own copy of clip 3")
+    clip.unlink()
 
     state = final_state(local_executor, parent)
 

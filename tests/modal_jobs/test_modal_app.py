@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from modal_jobs import modal_app
-from modal_jobs.modal_backend import FUNCTION_NAMES
+from modal_jobs.modal_backend import CHUNK_FUNCTION_NAMES, FUNCTION_NAMES, ModalBackend
 from modal_jobs.store import S3_REQUIRED_ENVIRONMENT
 
 CPU_KINDS = ("multi_clip", "overlay")
@@ -73,8 +73,23 @@ def test_the_app_is_named_as_the_backend_expects():
     assert modal_app.app.name == "exports"
 
 
-def test_the_app_deploys_exactly_one_function_per_export_kind_under_the_backends_names():
-    assert set(deployed_functions()) == set(FUNCTION_NAMES.values())
+def test_the_app_deploys_exactly_one_function_per_export_kind_and_one_for_its_chunks_under_the_backends_names():
+    assert set(deployed_functions()) == set(FUNCTION_NAMES.values()) | set(CHUNK_FUNCTION_NAMES.values())
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_a_kinds_chunks_run_on_exactly_what_its_export_runs_on(kind: str):
+    """A chunk's frames must come from the encoder its export's would (NVENC where there is a GPU) to join."""
+    export, chunk = function_for(kind), deployed_functions()[CHUNK_FUNCTION_NAMES[kind]]
+
+    def resources(function: modal.Function) -> tuple:
+        info = function.info()
+        limits = (info.timeout, info.startup_timeout, info.max_retries, info.secrets)
+        return (info.gpus, info.cpu, info.memory_mib, *limits, environment_of(function), function._spec_.image)
+
+    assert resources(chunk) == resources(export)
+    signature = inspect.signature(chunk._raw_f_)
+    signature.bind({"export": {}, "chunk": {}})
 
 
 @pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
@@ -155,8 +170,8 @@ def test_the_body_runs_the_worker_with_the_store_and_this_call_id(kind: str, mon
     store = object()
     received: dict[str, Any] = {}
 
-    def run_export(payload: dict, *, store: object, call_id: str, attempt: int = 1) -> dict:
-        received.update(payload=payload, store=store, call_id=call_id, attempt=attempt)
+    def run_export(payload: dict, *, store: object, call_id: str, attempt: int = 1, chunk_calls=None) -> dict:
+        received.update(payload=payload, store=store, call_id=call_id, attempt=attempt, chunk_calls=chunk_calls)
         return {"status": "success", "output_key": "exports/job-1/output.mp4"}
 
     monkeypatch.setattr(modal_jobs.worker, "run_export", run_export)
@@ -167,7 +182,31 @@ def test_the_body_runs_the_worker_with_the_store_and_this_call_id(kind: str, mon
     result = function_for(kind).local(payload)
 
     assert result == {"status": "success", "output_key": "exports/job-1/output.mp4"}
+    chunk_calls = received.pop("chunk_calls")
     assert received == {"payload": payload, "store": store, "call_id": "fc-current", "attempt": 1}
+    assert isinstance(chunk_calls, ModalBackend) and chunk_calls.app_name == modal_app.APP_NAME
+
+
+@pytest.mark.parametrize("kind", sorted(FUNCTION_NAMES))
+def test_a_chunk_function_body_renders_its_chunk_with_the_store(kind: str, monkeypatch: pytest.MonkeyPatch):
+    import modal_jobs.store
+    import modal_jobs.worker
+
+    store = object()
+    received: dict[str, Any] = {}
+
+    def run_chunk(payload: dict, *, store: object) -> dict:
+        received.update(payload=payload, store=store)
+        return {"status": "success"}
+
+    monkeypatch.setattr(modal_jobs.worker, "run_chunk", run_chunk)
+    monkeypatch.setattr(modal_jobs.store.S3Store, "from_environment", classmethod(lambda cls: store))
+    payload = {"export": {"job_id": "job-1", "kind": kind}, "chunk": {"index": 0}}
+
+    result = deployed_functions()[CHUNK_FUNCTION_NAMES[kind]].local(payload)
+
+    assert result == {"status": "success"}
+    assert received == {"payload": payload, "store": store}
 
 
 def test_the_body_returns_an_error_instead_of_raising(monkeypatch: pytest.MonkeyPatch):

@@ -176,6 +176,11 @@ class LocalBackend:
                 },
             },
         )
+        if kind == CHUNK_KIND and self.cores_per_worker:
+            # The export spawning it waits for its chunks and renders only the audio meanwhile: it leaves its
+            # core to them and takes whichever is free (on Modal it has a container of its own beside theirs).
+            # Pinned, its audio pass halved the speed of the one chunk on its core and the chunks' balance.
+            os.sched_setaffinity(0, self.cores)
         queued, _ = POOLS[pool_of(kind)]
         (self.root / queued / f"{time.time_ns():020d}-{call_id}").touch()
         self.start_queued_calls()

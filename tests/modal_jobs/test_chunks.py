@@ -327,6 +327,21 @@ def test_a_chunk_that_fails_twice_fails_the_export_naming_it(store, chunked_payl
     assert re.fullmatch(r"Chunk \d of 9 failed twice: .*", state.message), state.message
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning to cores of their own needs two cores")
+def test_on_pinned_workers_an_export_leaves_its_core_to_its_chunks_and_each_chunk_keeps_one(
+    store, detailed_clip, local_executor, monkeypatch
+):
+    local_executor.cores_per_worker = 1
+    payload = detailed_payload(store, detailed_clip, monkeypatch)
+    parent = local_executor.spawn("multi_clip", payload)
+    chunk = first_chunk_started(local_executor)
+
+    worker_of = lambda call: json.loads((local_executor.call_dir(call) / "started.json").read_text())["worker_pid"]  # noqa: E731
+    assert os.sched_getaffinity(worker_of(parent)) == os.sched_getaffinity(0)
+    assert len(os.sched_getaffinity(worker_of(chunk))) == 1
+    assert final_state(local_executor, parent).status is CallStatus.SUCCEEDED
+
+
 def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(
     store, detailed_clip, local_executor, monkeypatch
 ):

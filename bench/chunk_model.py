@@ -56,7 +56,7 @@ def measure(folder: Path) -> dict:
     info = probe(source)
     clips = {1: (source, ClipFacts(info.duration, info.width, info.height, info.has_audio))}
     params = MultiClipParams.model_validate({"clips": [{"clip_id": 1, "start": 0, "end": SAMPLE_SECONDS}]})
-    whole = build_plan("multi_clip", params, clips, folder)
+    whole = build_plan("multi_clip", params, clips)
     chunks = plan_chunks(whole.duration, whole.frame_rate, SAMPLE_CHUNK_SECONDS)
     machine = os.sched_getaffinity(0)
     rates: dict[str, list[float]] = {"chunk_one_core": [], "chunk_machine": [], "audio": [], "join": []}
@@ -66,7 +66,7 @@ def measure(folder: Path) -> dict:
         pieces = []
         for chunk in chunks:
             pieces.append(folder / f"chunk-1080p-{chunk.index}.mp4")
-            plan = build_plan("multi_clip", params, clips, folder, only=chunk)
+            plan = build_plan("multi_clip", params, clips, only=chunk)
             os.sched_setaffinity(0, {min(machine)})  # ffmpeg inherits it: a one-core container
             try:
                 rates["chunk_one_core"].append(timed(render, plan, pieces[-1]) / chunk.seconds(30))
@@ -74,7 +74,7 @@ def measure(folder: Path) -> dict:
                 os.sched_setaffinity(0, machine)
             rates["chunk_machine"].append(timed(render, plan, pieces[-1]) / chunk.seconds(30))
             sizes.append(pieces[-1].stat().st_size / chunk.seconds(30))
-        audio_plan = build_plan("multi_clip", params, clips, folder, only=AUDIO)
+        audio_plan = build_plan("multi_clip", params, clips, only=AUDIO)
         rates["audio"].append(timed(render, audio_plan, audio) / whole.duration)
         rates["join"].append(timed(join, pieces, audio, folder / "joined-1080p.mp4") / whole.duration)
     measured = {name: statistics.median(values) for name, values in rates.items()}

@@ -85,7 +85,7 @@ def cpu_seconds(folder: Path, clips, *, chunked: bool) -> float:
     from modal_jobs.schema import MultiClipParams
 
     export = MultiClipParams.model_validate(params(clips))
-    whole = build_plan("multi_clip", export, clips, folder)
+    whole = build_plan("multi_clip", export, clips)
     before = children_cpu_seconds()
     if not chunked:
         render(whole, folder / "whole.mp4")
@@ -93,8 +93,8 @@ def cpu_seconds(folder: Path, clips, *, chunked: bool) -> float:
     pieces = []
     for chunk in plan_chunks(whole.duration, whole.frame_rate, CHUNK_SECONDS):
         pieces.append(folder / f"chunk-{chunk.index}.mp4")
-        render(build_plan("multi_clip", export, clips, folder, only=chunk), pieces[-1])
-    render(build_plan("multi_clip", export, clips, folder, only=AUDIO), folder / "audio.m4a")
+        render(build_plan("multi_clip", export, clips, only=chunk), pieces[-1])
+    render(build_plan("multi_clip", export, clips, only=AUDIO), folder / "audio.m4a")
     join(pieces, folder / "audio.m4a", folder / "chunked.mp4")
     return children_cpu_seconds() - before
 

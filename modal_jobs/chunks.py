@@ -114,7 +114,7 @@ def keep_chunk(
     if store.size(key) is not None:
         logger.info("Chunk %d of %s was kept by an earlier run: used", chunk.index + 1, export.job_id)
         return None
-    plan = build_plan(export.kind, params, clips, work_dir, only=chunk)
+    plan = build_plan(export.kind, params, clips, only=chunk)
     fetch(plan)
     path = work_dir / f"chunk-{chunk.index:04d}.mp4"
     checked_at = time.monotonic()
@@ -187,7 +187,7 @@ def render_chunked(
 
 def render_audio(export: ExportPayload, params: Strict, clips, work_dir: Path, audio: Path, fetch) -> None:
     """The whole timeline's audio, once, by the export's own call."""
-    plan = build_plan(export.kind, params, clips, work_dir, only=AUDIO)
+    plan = build_plan(export.kind, params, clips, only=AUDIO)
     fetch(plan)
     render(plan, audio)
 

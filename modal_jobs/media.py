@@ -132,12 +132,14 @@ def probe_upload(path: str | Path, limits: UploadLimits) -> MediaInfo:
     return MediaInfo(**answer["info"])
 
 
-def probe(path: str | Path, limits: UploadLimits | None = None) -> MediaInfo:
+def probe(path: str | Path, limits: UploadLimits | None = None, *, decode_end: bool = True) -> MediaInfo:
     """
     Read a video's metadata and decode its first and last frames, or raise MediaProbeError.
 
     With limits (an upload), only UPLOAD_CONTAINERS are opened, from the local file alone, and the
-    picture size is checked from the header before any frame is decoded.
+    picture size is checked from the header before any frame is decoded. decode_end=False skips the
+    last frames: for a file ffmpeg has just written and said so, where decoding a keyframe interval
+    to the end is only cost (7 % of a 20 s export).
     """
     options = {}
     if limits is not None:
@@ -163,7 +165,8 @@ def probe(path: str | Path, limits: UploadLimits | None = None) -> MediaInfo:
             first_frame = next(container.decode(stream))
         except (av.FFmpegError, StopIteration) as error:
             raise MediaProbeError(_out_of_memory(error) or "This video's frames cannot be decoded.") from error
-        _check_end_decodes(container, stream, duration)
+        if decode_end:
+            _check_end_decodes(container, stream, duration)
         audio = container.streams.audio[0] if container.streams.audio else None
         return MediaInfo(
             duration=round(duration, 3),

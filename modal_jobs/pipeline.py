@@ -58,7 +58,6 @@ class RenderPlan:
     width: int
     height: int
     frame_rate: int = DEFAULT_FRAME_RATE
-    prepare: list[list[str]] = field(default_factory=list)  # ffmpeg runs that make helper inputs first
     parts: list[Part] = field(default_factory=list)  # in timeline order; none: one part, at one pace
     outputs: tuple[str, ...] = ("vout", "aout")  # the graph's outputs: a chunk has only video, the audio only audio
     frames: int | None = None  # exactly this many video frames (a chunk); else as many as `duration` holds
@@ -143,7 +142,6 @@ def build_plan(
     kind: str,
     params: Strict,
     clips: Mapping[int, tuple[Path, ClipFacts]],
-    work_dir: Path,
     only: Chunk | Literal["audio"] | None = None,
 ) -> RenderPlan:
     """The whole render; with `only`, a chunked render's pieces: one chunk's video frames, or the whole audio."""
@@ -154,7 +152,7 @@ def build_plan(
     if isinstance(params, FramingParams):
         return _framing(params, clips, chunk, audio)
     if isinstance(params, OverlayParams):
-        return _overlay(params, clips, work_dir, chunk, audio)
+        return _overlay(params, clips, chunk, audio)
     raise ValueError(f"No pipeline for {kind!r}.")
 
 
@@ -175,7 +173,7 @@ def _pieces(plan: RenderPlan, chunk: Chunk | None, audio: bool) -> RenderPlan:
     if audio:
         # -vn before each input: unmapped, its video would still be decoded (3.9 CPU s of 4 for 3 min of 640x360).
         inputs = [argument for one in plan.input_arguments for argument in (["-vn", one] if one == "-i" else [one])]
-        return replace(plan, input_arguments=inputs, outputs=("aout",), prepare=[], parts=[])
+        return replace(plan, input_arguments=inputs, outputs=("aout",), parts=[])
     return plan
 
 
@@ -286,7 +284,7 @@ def _framing(params: FramingParams, clips, chunk: Chunk | None, audio: bool) -> 
     return _pieces(RenderPlan(inputs, graph, facts.duration, out_width, out_height), chunk, audio)
 
 
-def _overlay(params: OverlayParams, clips, work_dir: Path, chunk: Chunk | None, audio: bool) -> RenderPlan:
+def _overlay(params: OverlayParams, clips, chunk: Chunk | None, audio: bool) -> RenderPlan:
     path, facts = clips[params.clip_id]
     width, height = even_within(facts.width), even_within(facts.height)
     inputs, trim, skipped = _one_clip_window(path, facts, chunk)
@@ -294,7 +292,6 @@ def _overlay(params: OverlayParams, clips, work_dir: Path, chunk: Chunk | None, 
     if audio:
         return _pieces(RenderPlan(inputs, audio_chain, facts.duration, width, height), chunk, audio)
     frame = f"n+{skipped}" if skipped else "n"  # by frame number: a chunk's frames toggle exactly as the whole's
-    prepare: list[list[str]] = []
     rings: dict[tuple[int, str], list[int]] = {}
     for index, highlight in enumerate(params.highlights):
         radius = max(4, int(round(highlight.radius * height)))
@@ -302,12 +299,9 @@ def _overlay(params: OverlayParams, clips, work_dir: Path, chunk: Chunk | None, 
     chains = [f"[0:v]fps={DEFAULT_FRAME_RATE}:start_time=0,scale={width}:{height},setsar=1,format=yuv420p[base0]"]
     overlays: list[str] = []
     ring_labels: dict[int, str] = {}
-    for input_index, ((radius, color), uses) in enumerate(rings.items(), start=1):
-        image = work_dir / f"ring-{input_index}.png"
-        prepare.append(_ring_image_arguments(image, radius, color))
-        inputs += ["-loop", "1", "-framerate", str(DEFAULT_FRAME_RATE), "-i", str(image)]
+    for (radius, color), uses in rings.items():
         outputs = "".join(f"[ring{use}]" for use in uses)
-        chains.append(f"[{input_index}:v]format=rgba,split={len(uses)}{outputs}")
+        chains.append(f"{_ring(radius, color)},split={len(uses)}{outputs}")
         ring_labels.update({use: f"ring{use}" for use in uses})
     for index, highlight in enumerate(params.highlights):
         radius = max(4, int(round(highlight.radius * height)))
@@ -326,18 +320,22 @@ def _overlay(params: OverlayParams, clips, work_dir: Path, chunk: Chunk | None, 
     chains.append(f"[base{last}]format=yuv420p{trim}[vout]")
     if chunk is None:
         chains.append(audio_chain)
-    plan = RenderPlan(inputs, ";".join(chains), facts.duration, width, height, prepare=prepare)
+    plan = RenderPlan(inputs, ";".join(chains), facts.duration, width, height)
     return _pieces(plan, chunk, audio)
 
 
-def _ring_image_arguments(image: Path, radius: int, color: str) -> list[str]:
+def _ring(radius: int, color: str) -> str:
+    """
+    A ring's image, drawn once and repeated by the loop filter: in the graph, not a PNG looped as an input
+    (which ffmpeg decoded again for every frame: 9 % of an overlay render).
+    """
     size = radius * 2 + 2
     thickness = max(3, radius // 8)
     red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     centre = size / 2
     alpha = f"if(between(hypot(X-{centre},Y-{centre}),{radius - thickness},{radius}),255,0)"
-    graph = f"color=c=black@0:s={size}x{size},format=rgba,geq=r={red}:g={green}:b={blue}:a='{alpha}'"
-    return ["-f", "lavfi", "-i", graph, "-frames:v", "1", "-update", "1", str(image)]
+    drawn = f"color=c=black@0:s={size}x{size}:r={DEFAULT_FRAME_RATE},format=rgba"
+    return f"{drawn},geq=r={red}:g={green}:b={blue}:a='{alpha}',trim=end_frame=1,loop=loop=-1:size=1"
 
 
 @dataclass(frozen=True)
@@ -411,8 +409,6 @@ def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] 
     A chunk's plan writes its frames of video alone, the audio piece's its audio alone (join puts them together).
     """
     encoder = choose_encoder()
-    for arguments in plan.prepare:
-        _run([ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *arguments])
     command = [ffmpeg_executable(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-progress", "pipe:1"]
     command += ["-y", *plan.input_arguments, "-filter_complex", plan.filter_graph]
     for label in plan.outputs:

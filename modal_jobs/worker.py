@@ -172,7 +172,7 @@ def _run(
     with tempfile.TemporaryDirectory(prefix=f"export-{export.job_id}-") as scratch:
         work_dir = Path(scratch)
         clips = _input_files(export, work_dir)
-        plan = build_plan(export.kind, params, clips, work_dir)
+        plan = build_plan(export.kind, params, clips)
         output = work_dir / "output.mp4"
         low, high = RENDER_SHARE
         # A chunked export spawns its chunks first and fetches its inputs (for the audio) while they render;
@@ -216,7 +216,7 @@ def _run(
         else:
             encoder = render(plan, output, on_progress=rendered)
         render_seconds = time.monotonic() - started
-        info = probe(output)
+        info = probe(output, decode_end=False)  # ffmpeg wrote it whole: its facts are all that is wanted
 
         output_key = job_key(export.job_id, OUTPUT)
         uploaded = _transfer_progress(reporter, UPLOAD_SHARE, "uploading")

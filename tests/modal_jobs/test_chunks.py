@@ -90,21 +90,21 @@ def psnr(one: numpy.ndarray, other: numpy.ndarray) -> float:
 
 def render_chunked(kind, clips, folder, chunk_seconds):
     """What the chunk calls and the parent do, in one process: each chunk's video, the audio, the join."""
-    whole = build_plan(kind, PARAMS[kind], clips, folder)
+    whole = build_plan(kind, PARAMS[kind], clips)
     chunks = plan_chunks(whole.duration, whole.frame_rate, chunk_seconds)
     paths = []
     for chunk in chunks:
         path = folder / f"chunk-{chunk.index}.mp4"
-        render(build_plan(kind, PARAMS[kind], clips, folder, only=chunk), path)
+        render(build_plan(kind, PARAMS[kind], clips, only=chunk), path)
         paths.append(path)
-    render(build_plan(kind, PARAMS[kind], clips, folder, only=AUDIO), folder / "audio.m4a")
+    render(build_plan(kind, PARAMS[kind], clips, only=AUDIO), folder / "audio.m4a")
     join(paths, folder / "audio.m4a", folder / "chunked.mp4")
     return chunks, folder / "chunked.mp4"
 
 
 @pytest.mark.parametrize("kind", list(PARAMS))
 def test_a_chunked_render_has_the_frames_length_and_audio_of_a_whole_render(kind, awkward_clips, tmp_path):
-    whole_plan = build_plan(kind, PARAMS[kind], awkward_clips, tmp_path)
+    whole_plan = build_plan(kind, PARAMS[kind], awkward_clips)
     render(whole_plan, tmp_path / "whole.mp4")
     chunks, chunked = render_chunked(kind, awkward_clips, tmp_path, chunk_seconds=1.2)
 
@@ -125,8 +125,8 @@ def test_a_multi_clips_audio_rendered_apart_keeps_each_clip_in_step_with_its_fra
     Apart from the frames, no concat filter pads a clip's audio to its last frame: the audio piece pads it
     itself. Before, each clip's audio ended at its cut, up to a frame early, and the clips after it drifted.
     """
-    render(build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path), tmp_path / "whole.mp4")
-    audio = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path, only=AUDIO)
+    render(build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips), tmp_path / "whole.mp4")
+    audio = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, only=AUDIO)
     render(audio, tmp_path / "audio.m4a")
 
     whole, alone = decoded_samples(tmp_path / "whole.mp4"), decoded_samples(tmp_path / "audio.m4a")
@@ -134,10 +134,10 @@ def test_a_multi_clips_audio_rendered_apart_keeps_each_clip_in_step_with_its_fra
 
 
 def test_each_chunk_renders_exactly_its_frames_starting_on_a_keyframe(awkward_clips, tmp_path):
-    whole = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path)
+    whole = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips)
     for chunk in plan_chunks(whole.duration, whole.frame_rate, 1.2):
         path = tmp_path / f"chunk-{chunk.index}.mp4"
-        render(build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path, only=chunk), path)
+        render(build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, only=chunk), path)
         with av.open(str(path)) as container:
             assert [stream.type for stream in container.streams] == ["video"]
             frames = list(container.decode(video=0))
@@ -161,7 +161,7 @@ def test_chunks_cover_every_frame_once_in_order_at_about_the_asked_length():
 
 
 def test_the_whole_render_writes_the_frames_output_frames_counts(awkward_clips, tmp_path):
-    plan = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips, tmp_path)
+    plan = build_plan("multi_clip", PARAMS["multi_clip"], awkward_clips)
     render(plan, tmp_path / "whole.mp4")
     assert len(decoded_frames(tmp_path / "whole.mp4")) == pipeline.output_frames(plan.duration, plan.frame_rate)
 

@@ -2,7 +2,6 @@
 
 import json
 from itertools import pairwise
-from pathlib import Path
 
 import av
 import pytest
@@ -234,7 +233,7 @@ def plan_of(clips, seconds_each: float):
     facts = ClipFacts(duration=seconds_each, width=640, height=360, has_audio=False)
     entries = {number: (path, facts) for number, path in enumerate(clips, start=1)}
     params = MultiClipParams.model_validate({"clips": [{"clip_id": n, "end": seconds_each} for n in entries]})
-    return build_plan("multi_clip", params, entries, Path("."))
+    return build_plan("multi_clip", params, entries)
 
 
 def test_each_clip_of_a_long_multi_clip_export_is_sampled_for_its_pace(busy_and_flat_clips):

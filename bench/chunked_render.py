@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.common import BENCH_DATA
 
-RUNS = 2
+RUNS = 3
 CLIP_SECONDS = 60
 CHUNK_SECONDS = 45
 SPEED_UP_GOAL = 1.6

@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.common import BENCH_DATA
 from modal_jobs.eta import RemainingTime
 from modal_jobs.executors import CallStatus
-from modal_jobs.schema import KINDS
+from modal_jobs.kinds import KINDS
 
 FROM_PERCENT = 20
 MIN_TRUE_SECONDS = 5.0

@@ -95,7 +95,7 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    both cores of this machine busy and two renders only share them): the whole render on one worker
    against 45 s chunks on two, spawn to the call's end. *Overhead:* the ffmpeg CPU seconds of the chunks,
    the audio and the join, rendered one after another in the bench process, over the whole render's.
-   Two runs each; medians. *The 40-minute model* (`bench/chunk_model.py`) is a model, not a run on Modal:
+   Three runs each; medians. *The 40-minute model* (`bench/chunk_model.py`) is a model, not a run on Modal:
    measured here, the seconds per media second of 4 s chunks of a 12 s 1080p `testsrc2` clip (on one
    core, and on the whole machine), of its audio and of its join, and a chunk's bytes per media second;
    stated, a container start of 10 s, a spawn of 0.1 s, 100 MB/s to and from the store, inputs of 12

@@ -8,7 +8,8 @@ from django.views.decorators.http import require_POST
 
 from exports_project.errors import json_error
 from exports_project.http import InvalidBody, api_view, json_body
-from modal_jobs.schema import KINDS, InvalidParams
+from modal_jobs.kinds import KINDS
+from modal_jobs.schema import InvalidParams
 from projects.models import Clip, Project
 from projects.views import get_project_for_user
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .executors import CallState, CallStatus, ExecutorUnavailable
+from .kinds import CHUNK_KIND
 from .pipeline import (
     AUDIO,
     Chunk,
@@ -34,12 +35,13 @@ from .pipeline import (
     render,
 )
 from .records import job_key
-from .schema import CHUNK_KIND, ExportPayload, Strict
+from .schema import ExportPayload, Strict
 from .store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-CHUNK_POLL_SECONDS = 0.5
+CHUNK_POLL_SECONDS = 0.2  # how often the export looks at its chunk calls, at most
+CHUNK_POLLS_PER_SECOND = 20  # ... and at most this many looks (a poll and a progress read each) a second
 CHUNK_TRIES = 2  # a chunk whose call fails is tried once more; then the export fails, naming it
 STOP_CHECK_SECONDS = 1.0  # how often a rendering chunk looks for the stop marker
 REPORT_SECONDS = 1.0  # how often, at most, a rendering chunk keeps its progress
@@ -254,7 +256,7 @@ def wait_for_chunk_calls(
         on_progress(done)
         render_audio(export, params, clips, work_dir, audio, fetch)
         while running:
-            time.sleep(CHUNK_POLL_SECONDS)
+            time.sleep(max(CHUNK_POLL_SECONDS, len(running) / CHUNK_POLLS_PER_SECOND))
             rendering = sum(
                 seconds_rendered(store, export.job_id, chunk, chunk.seconds(plan.frame_rate))
                 for chunk, _ in running.values()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .records import ExportResult, parse_result
+if TYPE_CHECKING:
+    from .records import ExportResult
 
 
 class CallStatus(enum.StrEnum):
@@ -51,6 +52,8 @@ class CallState:
     @classmethod
     def from_result(cls, returned: Any) -> CallState:
         """Read what a call returned: the worker's ExportResult, as a dict, success or an expected failure."""
+        from .records import parse_result  # here: the local executor's supervisor imports this module, not pydantic
+
         result = parse_result(returned) if isinstance(returned, dict) else None
         if result is None:
             return cls.failed(f"The worker returned something unexpected: {str(returned)[:200]}")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
-from .schema import CHUNK_KIND, KINDS
+from .kinds import CHUNK_KIND, KINDS
 from .store import open_regular_file
 
 logger = logging.getLogger(__name__)

@@ -84,7 +84,7 @@ def supervise(call_dir: Path, lock_descriptor: int, slot: int) -> None:
 
 
 def run(call_dir: Path) -> None:
-    from .schema import CHUNK_KIND
+    from .kinds import CHUNK_KIND
     from .store import store_from_config
     from .worker import log_to_stderr, run_chunk, run_export
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
-from .schema import CHUNK_KIND, KINDS
+from .kinds import CHUNK_KIND, KINDS
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from .kinds import KINDS
+
 PAYLOAD_SCHEMA_VERSION = 1
-# The export kinds, the one list: the web app's ExportKind, both backends and the Modal app follow it.
-KINDS = ("multi_clip", "framing_ai", "overlay")
-CHUNK_KIND = "chunk"  # not an export: one chunk of a chunked export's video, spawned by the export (chunks.py)
 
 MAX_CLIPS = 50
 MAX_HIGHLIGHTS = 100

@@ -122,6 +122,6 @@ def test_a_deleted_projects_jobs_are_hidden_from_their_owner_but_still_counted_a
 
 
 def test_the_web_apps_export_kinds_are_the_worker_sides_one_list():
-    from modal_jobs.schema import KINDS
+    from modal_jobs.kinds import KINDS
 
     assert tuple(ExportKind.values) == KINDS

@@ -21,11 +21,12 @@ import pytest
 
 from modal_jobs import pipeline
 from modal_jobs.executors import CallStatus
+from modal_jobs.kinds import CHUNK_KIND
 from modal_jobs.local_backend import LocalBackend, lock_is_held
 from modal_jobs.media import generate_test_clip, probe
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
 from modal_jobs.records import job_key
-from modal_jobs.schema import CHUNK_KIND, ClipFacts, FramingParams, MultiClipParams, OverlayParams
+from modal_jobs.schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams
 from modal_jobs.worker import run_chunk, run_export
 
 from ..processes import kill_all_workers, wait_for

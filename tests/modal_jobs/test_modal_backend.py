@@ -13,9 +13,9 @@ from grpclib import Status
 
 from exports.executor import GuardedExecutor
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
+from modal_jobs.kinds import KINDS
 from modal_jobs.modal_backend import FUNCTION_NAMES, ModalBackend, ModalClient
 from modal_jobs.records import ExportResult
-from modal_jobs.schema import KINDS
 from testing_support.fake_modal import FakeModal
 
 from .modal_server import ModalServer

@@ -199,10 +199,19 @@ EXPORTS_BACKEND = env.str("EXPORTS_BACKEND", default="local")
 LOCAL_EXECUTOR_DIR = DATA_DIR / "executor"
 LOCAL_EXECUTOR_MAX_WORKERS = env.int("LOCAL_EXECUTOR_MAX_WORKERS", default=2)
 LOCAL_EXECUTOR_CORES_PER_WORKER = env.int("LOCAL_EXECUTOR_CORES_PER_WORKER", default=0)
-# Exports longer than two chunks of this many seconds render in chunks, each kept in the store once complete,
-# so a re-run of the export renders only the chunks still missing (modal_jobs/chunks.py); on the local
-# executor they render in parallel as calls of their own. 0, the default until the speed-up is measured: off.
-EXPORTS_CHUNK_SECONDS = env.float("EXPORTS_CHUNK_SECONDS", default=0.0)
+# Exports longer than two chunks of this many seconds render in chunks, in parallel as calls of their own, each
+# kept in the store once complete, so a re-run renders only the chunks still missing (modal_jobs/chunks.py); 0:
+# off. On by default where each worker has cores of its own (Modal's containers, pinned local workers), where
+# make bench's figure 10 measures the gain; unpinned local workers share every core, which one ffmpeg already
+# keeps busy, so chunks would only add work. 60 s: in the 40-minute model 40 containers finish in about 2
+# minutes, the export's own audio pass being the longer path, so shorter chunks would only add containers.
+CHUNKED_WHERE_WORKERS_HAVE_CORES_SECONDS = 60.0
+EXPORTS_CHUNK_SECONDS = env.float(
+    "EXPORTS_CHUNK_SECONDS",
+    default=CHUNKED_WHERE_WORKERS_HAVE_CORES_SECONDS
+    if EXPORTS_BACKEND == "modal" or LOCAL_EXECUTOR_CORES_PER_WORKER
+    else 0.0,
+)
 LOCAL_EXECUTOR_TIME_LIMIT_SECONDS = env.float("LOCAL_EXECUTOR_TIME_LIMIT_SECONDS", default=4 * 3600)
 MODAL_APP_NAME = env.str("MODAL_APP_NAME", default="exports")
 

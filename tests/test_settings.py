@@ -26,6 +26,7 @@ print(json.dumps({
     "storage": settings.STORAGES["default"]["BACKEND"],
     "media_root": str(settings.MEDIA_ROOT),
     "backend": settings.EXPORTS_BACKEND,
+    "chunk_seconds": settings.EXPORTS_CHUNK_SECONDS,
     "allowed_hosts": settings.ALLOWED_HOSTS,
 }))
 """
@@ -60,6 +61,7 @@ def test_the_embedded_default_needs_no_configuration(tmp_path):
     assert loaded["storage"] == "django.core.files.storage.FileSystemStorage"
     assert loaded["media_root"] == str(tmp_path / "media")
     assert loaded["backend"] == "local"
+    assert loaded["chunk_seconds"] == 0  # unpinned local workers share every core: chunks would only add work
 
 
 def test_production_services_come_from_urls(tmp_path):
@@ -79,6 +81,17 @@ def test_production_services_come_from_urls(tmp_path):
     assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert loaded["storage"] == "storages.backends.s3.S3Storage"
     assert loaded["backend"] == "modal"
+    assert loaded["chunk_seconds"] == 60  # a container each: long exports render in chunks
+
+
+@pytest.mark.parametrize(
+    ("variables", "chunk_seconds"),
+    [({"LOCAL_EXECUTOR_CORES_PER_WORKER": "1"}, 60), ({"EXPORTS_BACKEND": "modal", "EXPORTS_CHUNK_SECONDS": "0"}, 0)],
+)
+def test_chunks_are_on_where_workers_have_cores_of_their_own_unless_turned_off(tmp_path, variables, chunk_seconds):
+    completed = load_settings(tmp_path, **variables)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["chunk_seconds"] == chunk_seconds
 
 
 def test_debug_off_refuses_to_start_without_a_secret_key(tmp_path):

@@ -339,9 +339,11 @@ def seconds_rendered(store: ObjectStore, job_id: str, chunk: Chunk, length: floa
     return min(max(seconds, 0.0), length) if math.isfinite(seconds) else 0.0
 
 
-def forget_chunks(export: ExportPayload, chunks: list[Chunk], store: ObjectStore) -> None:
-    """Delete the kept chunks and their progress once the output is stored; what a crash leaves, pruning does."""
-    encoder = choose_encoder()
+def forget_chunks(export: ExportPayload, chunks: list[Chunk], store: ObjectStore, encoder: Encoder) -> None:
+    """
+    Delete the kept chunks (encoded by `encoder`, as render_chunked said) and their progress once the output
+    is stored; what a crash leaves, pruning does.
+    """
     for chunk in chunks:
         try:
             store.delete(chunk_key(export, chunk, encoder))

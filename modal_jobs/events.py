@@ -139,7 +139,9 @@ class EventSender:
         except Exception as error:  # no answer: unreachable, timed out, reset
             logger.info("The %s event of %s was not delivered: %s", event.type, self.job_id, error)
             return None
-        if not 200 <= status < 300:
+        # 409 to a progress event: the job already shows this record or a newer one (a look stored it first).
+        superseded = status == REPLAY and event.type == "progress"
+        if not 200 <= status < 300 and not superseded:
             logger.info("The backend answered %d to the %s event of %s", status, event.type, self.job_id)
         return status
 

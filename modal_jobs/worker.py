@@ -221,7 +221,7 @@ def _run(
         output_key = job_key(export.job_id, OUTPUT)
         uploaded = _transfer_progress(reporter, UPLOAD_SHARE, "uploading")
         size = store.upload_file(output_key, output, on_progress=uploaded)
-        forget_chunks(export, chunks, store)
+        forget_chunks(export, chunks, store, encoder)
         return ExportResult(
             status="success",
             output_key=output_key,

@@ -1,6 +1,7 @@
 """The worker's event sender against a real HTTP server on loopback: never in the render's way, the result retried."""
 
 import json
+import logging
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -121,3 +122,16 @@ def test_a_sender_that_only_delivers_starts_no_thread(backend):
     assert len(senders_threads()) == 1
     events.close()
     assert [body["record"]["percent"] for _, body in backend.events("progress")] == [3]
+
+
+def test_a_progress_record_the_job_shows_already_is_not_logged_but_other_refusals_are(backend, caplog):
+    """409 to progress means a look stored this record, or a newer one, first: before, every such event logged."""
+    caplog.set_level(logging.INFO, logger="modal_jobs.events")
+    backend.statuses = [409, 401]
+    events = EventSender(url=backend.url, secret=SECRET, job_id="job-1")
+
+    assert events.deliver(WorkerEvent(type="progress", job_id="job-1", record=record(4)), "msg_superseded") == 409
+    assert events.deliver(WorkerEvent(type="progress", job_id="job-1", record=record(5)), "msg_refused") == 401
+
+    logged = [entry.getMessage() for entry in caplog.records]
+    assert logged == ["The backend answered 401 to the progress event of job-1"]

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -195,7 +195,11 @@ def render_audio(export: ExportPayload, params: Strict, clips, work_dir: Path, a
 
 
 class ChunkStates:
-    """Each chunk's state, time and call (records.ChunkState), told to the export's record on every change."""
+    """
+    Each chunk's state, time and call (records.ChunkState), told to the export's record on every change:
+    queued from its spawn, rendering from the moment its call says it started (its progress), so the time
+    shown is the chunk's own and not its wait for a worker.
+    """
 
     def __init__(self, chunks: list[Chunk], frame_rate: int, on_change: Callable[[list[dict]], None] | None):
         self.states = {chunk.index: {"index": chunk.index, "seconds": chunk.seconds(frame_rate), "state": "waiting",
@@ -203,11 +207,17 @@ class ChunkStates:
         self.on_change = on_change
 
     def set(self, chunk: Chunk, state: str, **fields) -> None:
-        now = datetime.now(UTC).isoformat()
-        times = {"started_at": now, "finished_at": None} if state == "rendering" else {"finished_at": now}
-        self.states[chunk.index] |= {"state": state, **(times if state != "kept earlier" else {}), **fields}
+        times = {"started_at": None, "finished_at": None} if state == "queued" else {}
+        if state in ("rendered", "failed"):
+            times = {"finished_at": datetime.now(UTC).isoformat()}
+        self.states[chunk.index] |= {"state": state, **times, **fields}
         if self.on_change is not None:
             self.on_change([dict(one) for one in self.states.values()])
+
+    def started(self, chunk: Chunk, progress: ChunkProgress) -> None:
+        """A queued chunk whose call has said it started is rendering, since then."""
+        if self.states[chunk.index]["state"] == "queued" and progress.started_at is not None:
+            self.set(chunk, "rendering", started_at=progress.started_at.isoformat())
 
 
 def wait_for_chunk_calls(
@@ -247,20 +257,21 @@ def wait_for_chunk_calls(
                 logger.info("Chunk %d of %s: adopted its call %s from an earlier run", chunk.index + 1,
                             export.job_id, adopted)  # fmt: skip
                 running[adopted] = (chunk, 1)
-                states.set(chunk, "rendering", call_id=adopted, tries=1)
+                states.set(chunk, "queued", call_id=adopted, tries=1)
             else:
                 call_id = calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))
                 running[call_id] = (chunk, 1)
-                states.set(chunk, "rendering", call_id=call_id, tries=1)
+                states.set(chunk, "queued", call_id=call_id, tries=1)
         shown = done
         on_progress(done)
         render_audio(export, params, clips, work_dir, audio, fetch)
         while running:
             time.sleep(max(CHUNK_POLL_SECONDS, len(running) / CHUNK_POLLS_PER_SECOND))
-            rendering = sum(
-                seconds_rendered(store, export.job_id, chunk, chunk.seconds(plan.frame_rate))
-                for chunk, _ in running.values()
-            )
+            rendering = 0.0
+            for chunk, _ in running.values():
+                progress = read_progress(store, export.job_id, chunk, chunk.seconds(plan.frame_rate))
+                states.started(chunk, progress)
+                rendering += progress.seconds
             if done + rendering > shown:  # a chunk tried again starts from 0: the sum may dip, the bar never
                 shown = done + rendering
                 on_progress(shown)
@@ -273,6 +284,7 @@ def wait_for_chunk_calls(
                 if state.status is CallStatus.RUNNING:
                     continue
                 del running[call_id]
+                states.started(chunk, read_progress(store, export.job_id, chunk, chunk.seconds(plan.frame_rate)))
                 if state.status is CallStatus.SUCCEEDED and store.size(chunk_key(export, chunk, encoder)) is not None:
                     done += chunk.seconds(plan.frame_rate)
                     states.set(chunk, "rendered")
@@ -282,9 +294,10 @@ def wait_for_chunk_calls(
                 elif tries < CHUNK_TRIES:
                     logger.warning("Chunk %d of %s failed (%s): trying it again", chunk.index + 1, export.job_id,
                                    state.message or state.status)  # fmt: skip
+                    store.delete(progress_key(export.job_id, chunk))  # the try that failed: not this one's
                     call_id = calls.spawn(CHUNK_KIND, chunk_payload(export, chunk))
                     running[call_id] = (chunk, tries + 1)
-                    states.set(chunk, "rendering", call_id=call_id, tries=tries + 1)
+                    states.set(chunk, "queued", call_id=call_id, tries=tries + 1)
                 else:
                     states.set(chunk, "failed")
                     reason = state.message or state.status
@@ -316,27 +329,48 @@ def progress_key(job_id: str, chunk: Chunk) -> str:
     return job_key(job_id, f"chunks/{chunk.index:04d}.progress")
 
 
+@dataclass(frozen=True)
+class ChunkProgress:
+    """What a chunk call keeps of itself in `chunks/<index>.progress`, for its export to read."""
+
+    seconds: float = 0.0  # media seconds rendered
+    started_at: datetime | None = None  # when the call started: from then on it is the chunk's own time
+
+
 def report_progress(store: ObjectStore, job_id: str, chunk: Chunk) -> Callable[[float], None]:
-    """A chunk call's on_progress: its media seconds done, kept at most once a second for its export to add up."""
+    """
+    A chunk call's on_progress: its media seconds done, kept at most once a second for its export to add up,
+    with the call's start, which is kept at once.
+    """
+    started_at = datetime.now(UTC).isoformat()
     written_at, written = 0.0, 0.0
+
+    def keep(seconds: float) -> None:
+        kept = {"seconds": seconds, "started_at": started_at}
+        store.write_bytes(progress_key(job_id, chunk), json.dumps(kept).encode())
 
     def report(seconds: float) -> None:
         nonlocal written_at, written
         if seconds > written and time.monotonic() - written_at >= REPORT_SECONDS:  # the first as soon as it moves
             written_at, written = time.monotonic(), seconds
-            store.write_bytes(progress_key(job_id, chunk), json.dumps({"seconds": seconds}).encode())
+            keep(seconds)
 
+    keep(0.0)
     return report
 
 
-def seconds_rendered(store: ObjectStore, job_id: str, chunk: Chunk, length: float) -> float:
-    """What a running chunk call last reported, within its chunk's `length`; 0 before its first report."""
+def read_progress(store: ObjectStore, job_id: str, chunk: Chunk, length: float) -> ChunkProgress:
+    """What a running chunk call last kept, its seconds within its chunk's `length`; nothing before it starts."""
     try:
         raw = store.read_bytes(progress_key(job_id, chunk), max_bytes=256)
-        seconds = float(json.loads(raw)["seconds"]) if raw else 0.0
-    except (OSError, ValueError, TypeError, KeyError):  # torn, hostile or missing: it counts once it is kept
-        return 0.0
-    return min(max(seconds, 0.0), length) if math.isfinite(seconds) else 0.0
+        kept = json.loads(raw) if raw else {}
+        seconds = float(kept.get("seconds", 0.0))
+        started_at = datetime.fromisoformat(kept["started_at"]) if kept.get("started_at") else None
+    except (OSError, ValueError, TypeError, AttributeError):  # torn, hostile or missing: it counts once it is kept
+        return ChunkProgress()
+    if started_at is not None and started_at.tzinfo is None:
+        started_at = None
+    return ChunkProgress(min(max(seconds, 0.0), length) if math.isfinite(seconds) else 0.0, started_at)
 
 
 def forget_chunks(export: ExportPayload, chunks: list[Chunk], store: ObjectStore, encoder: Encoder) -> None:

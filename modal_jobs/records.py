@@ -64,15 +64,16 @@ class ChunkState(BaseModel):
 
     index: int
     seconds: float = 0.0  # its media length
-    state: Annotated[str, _truncated(MAX_STAGE_CHARACTERS)] = ""  # waiting, rendering, rendered, kept earlier, failed
+    # waiting, queued (spawned), rendering, rendered, kept earlier, failed
+    state: Annotated[str, _truncated(MAX_STAGE_CHARACTERS)] = ""
     call_id: Annotated[str, _truncated(MAX_CALL_ID_CHARACTERS)] = ""
     tries: int = 0
-    started_at: AwareDatetime | None = None  # its call spawned (the latest try's)
+    started_at: AwareDatetime | None = None  # its (latest) call started rendering it, as the call said
     finished_at: AwareDatetime | None = None
 
     @property
     def took_seconds(self) -> float | None:
-        """From its (latest) call's spawn to its end, queueing included: what it cost its export's wait."""
+        """From its (latest) call's start to its end: its own time, not its wait for a worker."""
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()

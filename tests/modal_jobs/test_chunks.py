@@ -14,6 +14,7 @@ import re
 import signal
 import time
 import uuid
+from datetime import timedelta
 
 import av
 import numpy
@@ -25,7 +26,7 @@ from modal_jobs.kinds import CHUNK_KIND
 from modal_jobs.local_backend import LocalBackend, lock_is_held
 from modal_jobs.media import generate_test_clip, probe
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
-from modal_jobs.records import job_key
+from modal_jobs.records import job_key, parse_progress
 from modal_jobs.schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams
 from modal_jobs.worker import run_chunk, run_export
 
@@ -341,6 +342,23 @@ def test_on_pinned_workers_an_export_leaves_its_core_to_its_chunks_and_each_chun
     assert os.sched_getaffinity(worker_of(parent)) == os.sched_getaffinity(0)
     assert len(os.sched_getaffinity(worker_of(chunk))) == 1
     assert final_state(local_executor, parent).status is CallStatus.SUCCEEDED
+
+
+def test_a_chunks_time_is_its_own_render_not_its_wait_for_a_worker(store, chunked_payload, local_executor):
+    """One worker for nine chunks: before, each chunk's time ran from its spawn, so the last one's held the
+    eight renders before it, and the times added up to several times the whole export's."""
+    local_executor.max_workers = 1
+    started = time.monotonic()
+    parent = local_executor.spawn("multi_clip", chunked_payload)
+    assert final_state(local_executor, parent).status is CallStatus.SUCCEEDED
+    elapsed = time.monotonic() - started
+
+    record = parse_progress(store.read_bytes(job_key(chunked_payload["job_id"], "progress.json")))
+    assert {chunk.state for chunk in record.chunks} == {"rendered"}
+    assert sum(chunk.took_seconds for chunk in record.chunks) < elapsed
+    in_start_order = sorted(record.chunks, key=lambda chunk: chunk.started_at)
+    assert all(later.started_at >= earlier.finished_at - timedelta(seconds=0.5)
+               for earlier, later in zip(in_start_order, in_start_order[1:], strict=False))  # fmt: skip
 
 
 def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(

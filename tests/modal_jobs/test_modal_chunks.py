@@ -176,8 +176,13 @@ def test_a_preempted_export_leaves_its_chunks_rendering_and_its_rerun_adopts_the
 ):
     """Modal re-runs a preempted input under the same call id: before, the stop written on the way out failed
     every chunk, and a re-run spawned each chunk again."""
+    def recorded_calls() -> int:
+        record = parse_progress(bucket.read_bytes(job_key(modal_export["job_id"], "progress.json")) or b"{}")
+        return sum(bool(chunk.call_id) for chunk in record.chunks) if record else 0
+
     with ChunkContainers(modal_server) as containers:
-        interrupt_when(lambda: len(containers.running()) == CHUNKS, signal.SIGINT)
+        # Once its record names them: a call spawned in the instant before a preemption is spawned again.
+        interrupt_when(lambda: len(containers.running()) == recorded_calls() == CHUNKS, signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             modal_app.export_multi_clip.local(modal_export)
         assert len(containers.running()) == CHUNKS  # nothing stopped them

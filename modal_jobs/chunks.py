@@ -172,11 +172,11 @@ def render_chunked(
             if path is not None:
                 rendered_here[chunk.index] = path
             on_progress(start + chunk.seconds(plan.frame_rate))
-        render_audio(export, params, clips, work_dir, audio, fetch)
+        render_audio(export, params, clips, audio, fetch)
     else:
-        wait_for_chunk_calls(export, params, clips, plan, chunks, calls, store=store, work_dir=work_dir,
-                             encoder=encoder, audio=audio, fetch=fetch, on_progress=on_progress,
-                             on_chunks=on_chunks, earlier_calls=earlier_calls or {})  # fmt: skip
+        wait_for_chunk_calls(export, params, clips, plan, chunks, calls, store=store, encoder=encoder, audio=audio,
+                             fetch=fetch, on_progress=on_progress, on_chunks=on_chunks,
+                             earlier_calls=earlier_calls or {})  # fmt: skip
     paths = []
     for chunk in chunks:
         path = rendered_here.get(chunk.index) or work_dir / f"chunk-{chunk.index:04d}.mp4"
@@ -187,7 +187,7 @@ def render_chunked(
     return encoder
 
 
-def render_audio(export: ExportPayload, params: Strict, clips, work_dir: Path, audio: Path, fetch) -> None:
+def render_audio(export: ExportPayload, params: Strict, clips, audio: Path, fetch) -> None:
     """The whole timeline's audio, once, by the export's own call."""
     plan = build_plan(export.kind, params, clips, only=AUDIO)
     fetch(plan)
@@ -229,7 +229,6 @@ def wait_for_chunk_calls(
     calls: ChunkCalls,
     *,
     store,
-    work_dir,
     encoder,
     audio,
     fetch,
@@ -264,7 +263,7 @@ def wait_for_chunk_calls(
                 states.set(chunk, "queued", call_id=call_id, tries=1)
         shown = done
         on_progress(done)
-        render_audio(export, params, clips, work_dir, audio, fetch)
+        render_audio(export, params, clips, audio, fetch)
         while running:
             time.sleep(max(CHUNK_POLL_SECONDS, len(running) / CHUNK_POLLS_PER_SECOND))
             rendering = 0.0

@@ -378,6 +378,9 @@ def test_a_chunk_whose_worker_is_killed_is_rendered_again_and_only_it(
     killed = json.loads((local_executor.call_dir(first) / "call.json").read_text())["payload"]["chunk"]["index"]
     assert sorted(rendered) == sorted([0, 1, 2, 3, killed])  # every chunk once, the killed one twice
     assert len(decoded_frames(store.path(state.result.output_key))) == 240
+    record = parse_progress(store.read_bytes(job_key(payload["job_id"], "progress.json")))
+    tries = {chunk.index: chunk.tries for chunk in record.chunks}
+    assert tries == {index: 2 if index == killed else 1 for index in range(4)}  # what the admin's job page lists
 
 
 def test_a_chunked_exports_progress_adds_up_its_chunks_as_they_render_and_never_goes_back(

@@ -3,8 +3,8 @@ The Modal executor: each export is a FunctionCall of the deployed `exports` app 
 
 Written against modal 1.6.4 (pinned); imports no Django. `ModalClient` makes the four
 requests through the real SDK; `ModalBackend` turns their answers into the executor
-boundary's, and never lets an exception other than KeyboardInterrupt out of spawn, poll,
-cancel or logs. It sets no deadlines: an unreachable Modal server can keep an SDK call
+boundary's, and never lets an exception other than KeyboardInterrupt or InputCancellation out of
+spawn, poll, cancel or logs. It sets no deadlines: an unreachable Modal server can keep an SDK call
 busy (retrying) for over a minute, and the web app's GuardedExecutor (exports/executor.py)
 gives up on any backend call after its deadline.
 
@@ -200,6 +200,10 @@ class ModalBackend:
         import modal.exception
 
         self.errors = modal.exception
+        # Not about the call, and not ours to turn into "could not tell": inside a Modal container (a chunked
+        # export's call spawning its chunks) a cancel arrives as InputCancellation and a preemption as
+        # KeyboardInterrupt, raised wherever the call's code is, an SDK request included.
+        self.passed_through = (ExecutorUnavailable, KeyboardInterrupt, modal.exception.InputCancellation)
         self.requests = requests if requests is not None else ModalClient()
         self.app_name = app_name
 
@@ -229,7 +233,7 @@ class ModalBackend:
             return self.requests.spawn(self.app_name, function_name, payload)
         except refusals as error:
             raise SpawnRefused(f"Modal refused to start {self.app_name}/{function_name}: {describe(error)}") from error
-        except (ExecutorUnavailable, KeyboardInterrupt):
+        except self.passed_through:
             raise
         except BaseException as error:
             message = f"Modal did not confirm the spawn of {function_name}: {describe(error)}"
@@ -241,7 +245,7 @@ class ModalBackend:
         except self.errors.NotFoundError:
             # Also a grpclib.GRPCError, which otherwise means "could not tell": check it first.
             return CallState(CallStatus.UNKNOWN, message=f"Modal does not know the call {call_id}.")
-        except (ExecutorUnavailable, KeyboardInterrupt):
+        except self.passed_through:
             raise
         except BaseException as error:
             # Nothing was decoded from the call's output: AuthError, ConnectionError, ServiceError (UNAVAILABLE,
@@ -257,7 +261,7 @@ class ModalBackend:
             self.requests.cancel(call_id)
         except self.errors.NotFoundError:
             return  # Modal does not know the call: there is nothing to cancel
-        except (ExecutorUnavailable, KeyboardInterrupt):
+        except self.passed_through:
             raise
         except BaseException as error:
             raise ExecutorUnavailable(f"Modal did not confirm the cancel of {call_id}: {describe(error)}") from error
@@ -265,7 +269,7 @@ class ModalBackend:
     def logs(self, call_id: str) -> str:
         try:
             return self.requests.logs(call_id, LOG_TAIL_ENTRIES)
-        except (ExecutorUnavailable, KeyboardInterrupt):
+        except self.passed_through:
             raise
         except BaseException as error:
             raise ExecutorUnavailable(f"Modal did not give the logs of {call_id}: {describe(error)}") from error

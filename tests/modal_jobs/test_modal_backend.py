@@ -6,10 +6,13 @@ and result decoding run; only the server's answers are scripted.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import pytest
 from grpclib import Status
+from modal.exception import InputCancellation
 
 from exports.executor import GuardedExecutor
 from modal_jobs.executors import CallState, CallStatus, ExecutorUnavailable, SpawnRefused
@@ -121,6 +124,29 @@ def test_a_spawn_that_hangs_is_given_up_after_the_deadline(modal_server: ModalSe
         backend.spawn("overlay", PAYLOAD)
 
     assert time.monotonic() - started < DEADLINE + 1
+
+
+def test_a_cancel_arriving_while_a_spawn_waits_on_modal_reaches_the_calls_code(modal_server: ModalServer):
+    """Inside a Modal container (a chunked export spawning its chunks) a cancel is InputCancellation, raised
+    wherever the code is. Before, spawn turned it into ExecutorUnavailable and the cancelled export failed."""
+    modal_server.deploy(APP_NAME, *FUNCTION_NAMES.values())
+    modal_server.hang_rpc("FunctionMap")
+
+    def cancel_input(signal_number, frame):
+        raise InputCancellation("Input was cancelled by user")
+
+    def cancel_once_the_spawn_waits():
+        modal_server.wait_for_requests("FunctionMap")
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)  # to the thread the spawn blocks
+
+    signal.signal(signal.SIGUSR1, cancel_input)
+    try:
+        threading.Thread(target=cancel_once_the_spawn_waits, daemon=True).start()
+        with pytest.raises(InputCancellation):
+            ModalBackend(app_name=APP_NAME).spawn("overlay", PAYLOAD)
+    finally:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        modal_server.release_rpc("FunctionMap")
 
 
 def test_a_spawn_queued_behind_a_hung_call_is_dropped_not_started_late(modal_server: ModalServer):

@@ -105,6 +105,13 @@ def interrupt_when(condition, signal_number: int) -> threading.Thread:
     return thread
 
 
+def all_rendering(containers: ChunkContainers, bucket: S3Store, job_id: str) -> bool:
+    """Every chunk's container is running, and the export's record names every chunk call."""
+    record = parse_progress(bucket.read_bytes(job_key(job_id, "progress.json")) or b"{}")
+    named = sum(bool(chunk.call_id) for chunk in record.chunks) if record else 0
+    return len(containers.running()) == named == CHUNKS
+
+
 def output_frames(bucket: S3Store, key: str, folder: Path) -> int:
     bucket.download_file(key, folder / "output.mp4")
     with av.open(str(folder / "output.mp4")) as container:
@@ -154,7 +161,8 @@ def test_a_cancelled_export_cancels_every_chunk_call_it_spawned_and_no_chunk_ren
     signal.signal(signal.SIGUSR1, cancel_input)
     try:
         with ChunkContainers(modal_server) as containers:
-            interrupt_when(lambda: len(containers.running()) == CHUNKS, signal.SIGUSR1)
+            # Once its record names them (a call whose spawn the cancel cuts short has only the stop marker).
+            interrupt_when(lambda: all_rendering(containers, bucket, modal_export["job_id"]), signal.SIGUSR1)
             with pytest.raises(InputCancellation):
                 modal_app.export_multi_clip.local(modal_export)
             cancelled_at = time.monotonic()
@@ -176,13 +184,9 @@ def test_a_preempted_export_leaves_its_chunks_rendering_and_its_rerun_adopts_the
 ):
     """Modal re-runs a preempted input under the same call id: before, the stop written on the way out failed
     every chunk, and a re-run spawned each chunk again."""
-    def recorded_calls() -> int:
-        record = parse_progress(bucket.read_bytes(job_key(modal_export["job_id"], "progress.json")) or b"{}")
-        return sum(bool(chunk.call_id) for chunk in record.chunks) if record else 0
-
     with ChunkContainers(modal_server) as containers:
         # Once its record names them: a call spawned in the instant before a preemption is spawned again.
-        interrupt_when(lambda: len(containers.running()) == recorded_calls() == CHUNKS, signal.SIGINT)
+        interrupt_when(lambda: all_rendering(containers, bucket, modal_export["job_id"]), signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             modal_app.export_multi_clip.local(modal_export)
         assert len(containers.running()) == CHUNKS  # nothing stopped them

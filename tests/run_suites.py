@@ -14,7 +14,9 @@ go to pytest.
 import os
 import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +48,37 @@ def main(argv: list[str]) -> int:
         environment.update(variables)
         print(f"\n===== suite {name} =====", flush=True)
         started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", "pytest", *selection, *extra], cwd=ROOT, env=environment)
-        results.append((name, code, time.monotonic() - started))
+        with tempfile.TemporaryDirectory() as folder:
+            report = Path(folder) / "report.xml"
+            command = [sys.executable, "-m", "pytest", *selection, f"--junit-xml={report}", *extra]
+            code = subprocess.call(command, cwd=ROOT, env=environment)
+            failures = failed_tests(report)
+        results.append((name, code, time.monotonic() - started, failures))
     print("\n===== suites =====")
-    for name, code, seconds in results:
+    for name, code, seconds, failures in results:
         print(f"{name:<10} {'passed' if code == 0 else f'FAILED (exit {code})':<18} {seconds:7.1f} s")
-    print(f"{'total':<10} {'':<18} {sum(seconds for _, _, seconds in results):7.1f} s")
-    return 0 if all(code == 0 for _, code, _ in results) else 1
+        for test, reason in failures:
+            print(f"    {test}\n        {reason}")
+    print(f"{'total':<10} {'':<18} {sum(seconds for _, _, seconds, _ in results):7.1f} s")
+    return 0 if all(code == 0 for _, code, _, _ in results) else 1
+
+
+def failed_tests(report: Path) -> list[tuple[str, str]]:
+    """The suite's failures and errors, each with the first line of its reason.
+
+    They are printed again under the summary because a CI log is often read from its tail, where the
+    last suite's output would otherwise hide what failed in an earlier one.
+    """
+    try:
+        cases = ElementTree.parse(report).getroot().iter("testcase")
+    except (OSError, ElementTree.ParseError):
+        return []
+    failures = []
+    for case in cases:
+        for outcome in (*case.findall("failure"), *case.findall("error")):
+            reason = (outcome.get("message") or outcome.tag).strip().splitlines() or [outcome.tag]
+            failures.append((f"{case.get('classname')}::{case.get('name')}", reason[0][:200]))
+    return failures
 
 
 if __name__ == "__main__":

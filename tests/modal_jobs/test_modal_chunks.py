@@ -93,6 +93,19 @@ def modal_export(modal_server, bucket, store, detailed_clip, monkeypatch) -> dic
     return payload
 
 
+@pytest.fixture
+def sigint_raises_keyboard_interrupt():
+    """
+    SIGINT as a Modal container's Python has it: KeyboardInterrupt, raised in the call's code (a preemption).
+
+    A test process may have been started with SIGINT ignored (a background job of a non-interactive shell, as
+    CI may run `make test`), and Python then leaves it ignored: the preemption would never arrive.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_when(condition, signal_number: int) -> threading.Thread:
     """Signal this process (its main thread, where the export runs) once `condition` holds."""
 
@@ -180,7 +193,7 @@ def test_a_cancelled_export_cancels_every_chunk_call_it_spawned_and_no_chunk_ren
 
 
 def test_a_preempted_export_leaves_its_chunks_rendering_and_its_rerun_adopts_them(
-    modal_server, modal_export, bucket, tmp_path
+    modal_server, modal_export, bucket, tmp_path, sigint_raises_keyboard_interrupt
 ):
     """Modal re-runs a preempted input under the same call id: before, the stop written on the way out failed
     every chunk, and a re-run spawned each chunk again."""

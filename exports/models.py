@@ -228,6 +228,11 @@ class ExportJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def took(self) -> timedelta | None:
+        """From the click to the end, as its owner waited for it: queueing and retries included."""
+        return None if self.finished_at is None else self.finished_at - self.created_at
+
     def remaining_seconds_at(self, now) -> float | None:
         """The worker's estimate counted down to `now`: every page shows the same figure at once."""
         if self.status not in ACTIVE_STATUSES or self.remaining_seconds is None or self.progress_at is None:

@@ -117,7 +117,7 @@
     if (job.status !== "complete" || !video || document.getElementById("working-video-" + video.id)) return;
     // The card as the page draws it (templates/exports/working_video_card.html), from the server.
     window.exportsHttp
-      .fetchFragment(videos.dataset.cardUrl.replace(/\/0\/card\/$/, "/" + video.id + "/card/"), "ul")
+      .fetchFragment(window.exportsHttp.urlFor(videos.dataset.cardUrl, video.id), "ul")
       .then((card) => {
         if (!card || document.getElementById("working-video-" + video.id)) return;
         videos.querySelector('[data-role="videos"]').prepend(card);

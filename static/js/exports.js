@@ -36,7 +36,7 @@
   let signedOut = false;
 
   function statusUrl(id) {
-    return statusUrlTemplate.replace("00000000-0000-0000-0000-000000000000", id);
+    return window.exportsHttp.urlFor(statusUrlTemplate, id);
   }
 
   // The estimate is the worker's (smoothed over the job's whole history, counted down by the server to the

@@ -8,7 +8,6 @@
   if (!table) return;
   const body = table.querySelector("tbody");
   const rowUrlTemplate = table.dataset.rowUrl;
-  const PLACEHOLDER = "00000000-0000-0000-0000-000000000000";
   const fetching = new Map(); // job id -> true while its row is on its way, "again" if it changed meanwhile
 
   function rowOf(jobId) {
@@ -28,7 +27,7 @@
     }
     fetching.set(jobId, true);
     window.exportsHttp
-      .fetchFragment(rowUrlTemplate.replace(PLACEHOLDER, jobId), "tbody")
+      .fetchFragment(window.exportsHttp.urlFor(rowUrlTemplate, jobId), "tbody")
       .then((fresh) => {
         if (fresh) place(jobId, fresh);
       })

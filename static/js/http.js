@@ -1,5 +1,5 @@
-// How the pages' scripts talk to the server: Django's CSRF token, a JSON POST, and a fragment of a page. Loaded
-// by base.html first.
+// How the pages' scripts talk to the server: Django's CSRF token, a JSON POST, a fragment of a page, and the URL
+// of one object. Loaded by base.html first.
 window.exportsHttp = (function () {
   "use strict";
 
@@ -33,5 +33,11 @@ window.exportsHttp = (function () {
       });
   }
 
-  return { csrfToken: csrfToken, postJson: postJson, fetchFragment: fetchFragment };
+  // A URL the page was given for any object of a kind, drawn by {% url %} with a placeholder for its id (the nil
+  // UUID, or 0 for a number), made for the object `id`.
+  function urlFor(template, id) {
+    return template.replace(/\/(?:00000000-0000-0000-0000-000000000000|0)\//, "/" + encodeURIComponent(id) + "/");
+  }
+
+  return { csrfToken: csrfToken, postJson: postJson, fetchFragment: fetchFragment, urlFor: urlFor };
 })();

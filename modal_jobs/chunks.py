@@ -105,19 +105,18 @@ def keep_chunk(
     store: ObjectStore,
     work_dir: Path,
     encoder: Encoder,
-    fetch: Callable[[RenderPlan], None],
+    fetch: Callable[[RenderPlan], RenderPlan],
     on_progress: Callable[[float], None] | None = None,
 ) -> Path | None:
     """
     Render the chunk and keep it in the store, unless it is kept already; the file it rendered here, if any.
-    fetch(plan) brings the inputs the chunk's plan reads.
+    fetch(plan) brings the inputs the chunk's plan reads, or points it at them: the plan to render.
     """
     key = chunk_key(export, chunk, encoder)
     if store.size(key) is not None:
         logger.info("Chunk %d of %s was kept by an earlier run: used", chunk.index + 1, export.job_id)
         return None
-    plan = build_plan(export.kind, params, clips, only=chunk)
-    fetch(plan)
+    plan = fetch(build_plan(export.kind, params, clips, only=chunk))
     path = work_dir / f"chunk-{chunk.index:04d}.mp4"
     checked_at = time.monotonic()
 
@@ -146,7 +145,7 @@ def render_chunked(
     store: ObjectStore,
     work_dir: Path,
     output: Path,
-    fetch: Callable[[RenderPlan], None],
+    fetch: Callable[[RenderPlan], RenderPlan],
     on_progress: Callable[[float], None],
     calls: ChunkCalls | None = None,
     on_chunks: Callable[[list[dict]], None] | None = None,
@@ -156,7 +155,7 @@ def render_chunked(
     Render the plan's video chunk by chunk, keeping each in the store (a chunk already kept is used as it is),
     then the audio, then join them into `output`; on_progress(media seconds done) as for a whole render. With
     `calls`, each missing chunk is a call of its own and they render in parallel; else one after another here.
-    fetch(plan) brings the inputs a plan reads: here, only once the chunk calls are on their way.
+    fetch(plan) brings the inputs a plan reads (keep_chunk): here, only once the chunk calls are on their way.
     `earlier_calls` (chunk index -> call id) are the chunk calls an earlier run of this same call spawned.
     """
     encoder = choose_encoder()
@@ -189,9 +188,7 @@ def render_chunked(
 
 def render_audio(export: ExportPayload, params: Strict, clips, audio: Path, fetch) -> None:
     """The whole timeline's audio, once, by the export's own call."""
-    plan = build_plan(export.kind, params, clips, only=AUDIO)
-    fetch(plan)
-    render(plan, audio)
+    render(fetch(build_plan(export.kind, params, clips, only=AUDIO)), audio)
 
 
 class ChunkStates:

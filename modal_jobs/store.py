@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
+READ_LOCATION_SECONDS = 24 * 3600  # longer than any call runs (modal_app.TIME_LIMIT_SECONDS)
+READ_REQUEST_BYTES = 8 * 1024 * 1024  # about 5 s of 12 Mbit/s footage a request
 # The variables S3Store.from_environment() cannot do without against R2 (the region defaults to "auto").
 S3_REQUIRED_ENVIRONMENT = (
     "AWS_STORAGE_BUCKET_NAME",
@@ -44,6 +46,12 @@ class ObjectStore(Protocol):
 
     def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
         """Fetch an object into a local file; return its size."""
+
+    def ffmpeg_input(self, key: str) -> list[str]:
+        """
+        ffmpeg's input arguments that read the object where it is (-i and its options), or FileNotFoundError:
+        ffmpeg then reads about the byte ranges it seeks to, where a download would bring the whole object.
+        """
 
     def size(self, key: str) -> int | None:
         """Return the object's size, or None when there is none."""
@@ -122,6 +130,10 @@ class FileSystemStore:
             raise FileNotFoundError(f"No object {key!r} in the store.") from None
         with reader:
             return _copy(reader, Path(path), on_progress, self.chunk_bytes)
+
+    def ffmpeg_input(self, key: str) -> list[str]:
+        with self.open_object(key):  # a FIFO in its place would block ffmpeg for ever: refuse it here
+            return ["-i", f"file:{self.path(key)}"]  # file: so that a colon in a folder's name is no protocol
 
     def size(self, key: str) -> int | None:
         """The object's size, or None when there is no object: nothing, or no regular file inside the store."""
@@ -230,6 +242,18 @@ class S3Store:
             raise FileNotFoundError(f"No object {key!r} in the store.")
         self.client.download_file(self.bucket, key, str(path), Callback=_byte_counter(total, on_progress))
         return total
+
+    def ffmpeg_input(self, key: str) -> list[str]:
+        """
+        A presigned GET, good for as long as a call may run, asked for in ranges of READ_REQUEST_BYTES: ffmpeg's
+        first request would otherwise ask for the whole object, which comes for as long as it reads the header.
+        """
+        if self.size(key) is None:
+            raise FileNotFoundError(f"No object {key!r} in the store.")
+        request = {"Bucket": self.bucket, "Key": key}
+        url = self.client.generate_presigned_url("get_object", Params=request, ExpiresIn=READ_LOCATION_SECONDS)
+        ranges = ["-multiple_requests", "1", "-request_size", str(READ_REQUEST_BYTES)]
+        return [*ranges, "-initial_request_size", str(READ_REQUEST_BYTES // 8), "-i", url]
 
     def _head(self, key: str) -> dict | None:
         from botocore.exceptions import ClientError

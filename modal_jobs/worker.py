@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def run_chunk(payload: Any, *, store: ObjectStore) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix=f"chunk-{export.job_id}-{chunk.index}-") as scratch:
             clips = _input_files(export, Path(scratch))
             keep_chunk(export, params, clips, chunk, store=store, work_dir=Path(scratch), encoder=encoder,
-                       fetch=lambda plan: _fetch_inputs(export, clips, plan, store=store),
+                       fetch=lambda plan: _read_in_place(export, clips, plan, store=store),
                        on_progress=report_progress(store, export.job_id, chunk))  # fmt: skip
     except (RenderError, MediaProbeError, OSError, ChunkStopped) as error:
         return error_result(str(error), job_id=export.job_id).to_dict()
@@ -236,7 +237,7 @@ def _run(
 
 
 def _input_files(export: ExportPayload, work_dir: Path) -> dict[int, tuple[Path, ClipFacts]]:
-    """Where each input clip is fetched to, with its facts: all a plan needs, before any clip is here."""
+    """Where each input clip is fetched to, with its facts: all a plan needs, before any clip is here or is read."""
     return {
         int(clip_id): (work_dir / f"input-{clip_id}{Path(entry.key).suffix}", entry.facts())
         for clip_id, entry in export.inputs.items()
@@ -245,11 +246,8 @@ def _input_files(export: ExportPayload, work_dir: Path) -> dict[int, tuple[Path,
 
 def _fetch_inputs(
     export: ExportPayload, clips, plan: RenderPlan, *, store, reporter: ProgressReporter | None = None
-) -> None:
-    """
-    Download the inputs the plan reads and only those (a chunk's plan reads the clips its frames come from),
-    unless they are here already.
-    """
+) -> RenderPlan:
+    """Download the inputs the plan reads and only those, unless they are here already; the plan, as it was."""
     needed = [(clip_id, path) for clip_id, (path, _) in sorted(clips.items())
               if str(path) in plan.input_arguments and not path.exists()]  # fmt: skip
     low, high = DOWNLOAD_SHARE
@@ -257,6 +255,24 @@ def _fetch_inputs(
         share = (low + (high - low) * (number - 1) / len(needed), low + (high - low) * number / len(needed))
         progress = _transfer_progress(reporter, share, "downloading", f"clip {number}") if reporter else None
         store.download_file(export.inputs[str(clip_id)].key, path, on_progress=progress)
+    return plan
+
+
+def _read_in_place(export: ExportPayload, clips, plan: RenderPlan, *, store) -> RenderPlan:
+    """
+    The plan reading its inputs where the store keeps them. A chunk reads a window of its clips, seeking to it:
+    ffmpeg then asks the store for about that window's bytes, where a download would bring each clip whole
+    (a 40-minute clip to each of 40 chunk containers).
+    """
+    keys = {str(path): export.inputs[str(clip_id)].key for clip_id, (path, _) in clips.items()}
+    read, arguments = [], iter(plan.input_arguments)
+    for argument in arguments:
+        if argument == "-i":
+            source = next(arguments)
+            read += store.ffmpeg_input(keys[source]) if source in keys else ["-i", source]
+        else:
+            read.append(argument)
+    return replace(plan, input_arguments=read)
 
 
 def _transfer_progress(reporter: ProgressReporter, share: tuple[float, float], stage: str, what: str = ""):

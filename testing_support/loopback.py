@@ -1,8 +1,13 @@
-"""Serving on loopback: a free port, waiting for a server to listen, and a signed-in user's session cookie."""
+"""
+Serving on loopback: a free port, waiting for a server to listen, a signed-in user's session cookie, and a relay
+that counts what a server sends.
+"""
 
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 
 
 def free_port() -> int:
@@ -33,3 +38,53 @@ def session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+class CountingRelay:
+    """
+    A TCP relay on loopback in front of a server (an S3 endpoint), counting the bytes the server sends back:
+    what every client of the endpoint, ffmpeg included, moved from it.
+    """
+
+    def __init__(self, target_url: str):
+        target = urllib.parse.urlsplit(target_url)
+        self.target = (target.hostname, target.port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"{target.scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.bytes_served = 0
+        self._lock = threading.Lock()
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> "CountingRelay":
+        self._accepting.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, target: socket.socket, counted: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+                if counted:
+                    with self._lock:
+                        self.bytes_served += len(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            source.close()

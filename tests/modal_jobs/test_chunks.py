@@ -24,11 +24,13 @@ from modal_jobs import pipeline
 from modal_jobs.executors import CallStatus
 from modal_jobs.kinds import CHUNK_KIND
 from modal_jobs.local_backend import LocalBackend, lock_is_held
-from modal_jobs.media import generate_test_clip, probe
+from modal_jobs.media import generate_test_clip, probe, run_ffmpeg
 from modal_jobs.pipeline import AUDIO, build_plan, join, output_frames, plan_chunks, render
 from modal_jobs.records import job_key, parse_progress
 from modal_jobs.schema import ClipFacts, FramingParams, MultiClipParams, OverlayParams
+from modal_jobs.store import S3Store
 from modal_jobs.worker import run_chunk, run_export
+from testing_support.loopback import CountingRelay
 
 from ..processes import kill_all_workers, wait_for
 from .conftest import add_input, detailed_payload, make_payload, read_log
@@ -198,7 +200,7 @@ def test_a_long_export_renders_in_chunks_and_comes_out_as_its_whole_render(store
     assert list(store.list_keys(job_key(chunked_payload["job_id"], "chunks/"))) == []  # deleted once it is stored
 
 
-def test_a_chunk_call_downloads_only_the_clips_its_frames_come_from(store, chunked_payload):
+def test_a_chunk_call_reads_only_the_clips_its_frames_come_from(store, chunked_payload):
     """The first chunk lies in clip 1: with clips 2 and 3 gone from the store it still renders (before, a chunk
     call fetched every clip of its export, the whole of a 40-minute export's inputs in each container)."""
     for clip_id in ("2", "3"):
@@ -210,6 +212,60 @@ def test_a_chunk_call_downloads_only_the_clips_its_frames_come_from(store, chunk
     assert result["status"] == "success", result
     kept = [key for key in store.list_keys(job_key(chunked_payload["job_id"], "chunks/")) if key.endswith(".mp4")]
     assert len(kept) == 1
+
+
+def test_a_chunk_whose_clip_is_a_fifo_in_the_store_fails_naming_it_instead_of_waiting_for_ever(store, chunked_payload):
+    """ffmpeg reads a chunk's clips in place: a FIFO there would block it until the call's time limit."""
+    path = store.path(chunked_payload["inputs"]["1"]["key"])
+    path.unlink()
+    os.mkfifo(path)
+    first, *_ = plan_chunks(PARAMS_DURATION, 30, chunked_payload["chunk_seconds"])
+
+    result = run_chunk({"export": chunked_payload, "chunk": dataclasses.asdict(first)}, store=store)
+
+    assert result["status"] == "error"
+    assert "Not a regular file" in result["message"] and path.name in result["message"]
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory):
+    """
+    24 s with a keyframe every 2 s, as cameras write them, so a chunk of 4 s is a sixth of it. Lossless noise
+    makes it 65 MB, far more than a loopback socket buffers: a first GET sent whole by the server ahead of
+    ffmpeg's reads would otherwise bring a small clip whole whatever ffmpeg asks for.
+    """
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    noise = "nullsrc=s=320x180:r=30:d=24,geq=lum='random(1)*255':cb=128:cr=128"
+    run_ffmpeg(["-f", "lavfi", "-i", noise, "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=24",
+                "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", "60", "-pix_fmt", "yuv420p",
+                "-c:a", "aac", "-movflags", "+faststart", "-shortest", str(path)])  # fmt: skip
+    return path
+
+
+def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_whole_clip(
+    s3_environment, long_clip, tmp_path
+):
+    """A one-clip export's chunk seeks into its clip where the store keeps it. Before, each chunk call
+    downloaded the whole clip: a 40-minute clip to each of 40 containers."""
+    with CountingRelay(s3_environment["AWS_S3_ENDPOINT_URL"]) as relay:
+        store = S3Store.from_environment(s3_environment | {"AWS_S3_ENDPOINT_URL": relay.url})
+        key = "projects/1/clips/long.mp4"
+        store.upload_file(key, long_clip)
+        info = probe(long_clip)
+        entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
+                 "has_audio": info.has_audio}  # fmt: skip
+        payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
+        chunks = plan_chunks(info.duration, 30, 4)
+        before = relay.bytes_served
+
+        result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
+        served = relay.bytes_served - before
+        kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
+        store.download_file(kept[0], tmp_path / "chunk.mp4")
+
+    assert result["status"] == "success", result
+    assert len(decoded_frames(tmp_path / "chunk.mp4")) == chunks[3].frames
+    assert served < long_clip.stat().st_size / 3, (served, long_clip.stat().st_size)
 
 
 def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_kept(

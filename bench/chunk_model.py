@@ -6,7 +6,7 @@ It is a model, not a run on Modal. Measured in this run, on this machine: second
 second of a 1080p chunk (on one core, and on the whole machine), of the whole timeline's audio, and of the
 join; the bytes per media second of a 1080p chunk. Stated, not measured: the assumptions in ASSUMED, each
 printed with the figure. The path it adds up is the one the code takes (worker.py, chunks.py): the export
-spawns its chunk calls one after another, each container starts, fetches the clips its frames come from,
+spawns its chunk calls one after another, each container starts, reads its window of its clips in place,
 renders and keeps its chunk; the export meanwhile fetches every clip and renders the audio; once the last
 chunk is kept it fetches them all, joins them and stores the output.
 """
@@ -32,7 +32,7 @@ ASSUMED = {
     "spawn_seconds": 0.1,  # one FunctionMap round trip from the export's container
     "transfer_bytes_per_second": 100 * MEGABYTE,  # a container to and from R2, one stream
     "input_bits_per_second": 12_000_000,  # a 1080p phone or camera clip
-    "clip_seconds": 120.0,  # the 40 minutes are clips of 2 minutes (multi_clip), so a chunk reads one or two
+    "keyframe_interval_seconds": 2.0,  # a chunk's read starts at the keyframe before its window
 }
 MODAL = {"containers": 40, "cores": "machine"}  # the chunk function asks for 8 CPUs: modelled as this machine's
 # Remotion Lambda as its documentation publishes it: at most 200 functions for a long video (its default
@@ -93,11 +93,11 @@ def model(measured: dict, *, containers: int, cores: str, start_seconds: float) 
     input_bytes_per_second = ASSUMED["input_bits_per_second"] / 8
     chunk_seconds = EXPORT_SECONDS / containers
     render_rate = measured["chunk_one_core" if cores == "one" else "chunk_machine"]
-    # A chunk's frames come from one clip, or two where it crosses a cut: fetched whole, as the code does.
-    clips_read = min(EXPORT_SECONDS, ASSUMED["clip_seconds"] * (1 + chunk_seconds / ASSUMED["clip_seconds"]))
+    # A chunk reads its window of its clips in place (worker._read_in_place), from the keyframe before it.
+    window_read = chunk_seconds + ASSUMED["keyframe_interval_seconds"]
     chunk_path = (
         start_seconds
-        + clips_read * input_bytes_per_second / transfer
+        + window_read * input_bytes_per_second / transfer
         + chunk_seconds * render_rate
         + chunk_seconds * measured["chunk_bytes_per_second"] / transfer
     )

@@ -99,8 +99,8 @@ of Modal's server), behind the tests' fault-injecting wrapper set to add **50 ms
    measured here, the seconds per media second of 4 s chunks of a 12 s 1080p `testsrc2` clip (on one
    core, and on the whole machine), of its audio and of its join, and a chunk's bytes per media second;
    stated, a container start of 10 s, a spawn of 0.1 s, 100 MB/s to and from the store, inputs of 12
-   Mbit/s in clips of 2 minutes. It adds up the path the code takes: the spawns, then a chunk
-   container's start, fetch of the clips its frames come from, render and store; beside it the export's
+   Mbit/s with a keyframe every 2 s. It adds up the path the code takes: the spawns, then a chunk
+   container's start, its read of its window of its clips, render and store; beside it the export's
    own fetch of every clip and its audio; then fetching the chunks, the join and storing the output.
    40 containers of the machine's speed (the function asks for 8 CPUs), against the same model with
    Remotion Lambda's published configuration: 200 functions of about one core, 3.5 s cold start. A test

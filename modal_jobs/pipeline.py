@@ -299,9 +299,10 @@ def _overlay(params: OverlayParams, clips, chunk: Chunk | None, audio: bool) -> 
     chains = [f"[0:v]fps={DEFAULT_FRAME_RATE}:start_time=0,scale={width}:{height},setsar=1,format=yuv420p[base0]"]
     overlays: list[str] = []
     ring_labels: dict[int, str] = {}
+    clip_frames = output_frames(facts.duration, DEFAULT_FRAME_RATE) + DEFAULT_FRAME_RATE  # a second to spare
     for (radius, color), uses in rings.items():
         outputs = "".join(f"[ring{use}]" for use in uses)
-        chains.append(f"{_ring(radius, color)},split={len(uses)}{outputs}")
+        chains.append(f"{_ring(radius, color, clip_frames)},split={len(uses)}{outputs}")
         ring_labels.update({use: f"ring{use}" for use in uses})
     for index, highlight in enumerate(params.highlights):
         radius = max(4, int(round(highlight.radius * height)))
@@ -324,10 +325,11 @@ def _overlay(params: OverlayParams, clips, chunk: Chunk | None, audio: bool) -> 
     return _pieces(plan, chunk, audio)
 
 
-def _ring(radius: int, color: str) -> str:
+def _ring(radius: int, color: str, frames: int) -> str:
     """
     A ring's image, drawn once and repeated by the loop filter: in the graph, not a PNG looped as an input
-    (which ffmpeg decoded again for every frame: 9 % of an overlay render).
+    (which ffmpeg decoded again for every frame: 9 % of an overlay render). As many frames as the clip can give
+    and no more: looped for ever, a clip that gives none (truncated) left the overlay waiting for ever.
     """
     size = radius * 2 + 2
     thickness = max(3, radius // 8)
@@ -335,7 +337,7 @@ def _ring(radius: int, color: str) -> str:
     centre = size / 2
     alpha = f"if(between(hypot(X-{centre},Y-{centre}),{radius - thickness},{radius}),255,0)"
     drawn = f"color=c=black@0:s={size}x{size}:r={DEFAULT_FRAME_RATE},format=rgba"
-    return f"{drawn},geq=r={red}:g={green}:b={blue}:a='{alpha}',trim=end_frame=1,loop=loop=-1:size=1"
+    return f"{drawn},geq=r={red}:g={green}:b={blue}:a='{alpha}',trim=end_frame=1,loop=loop={frames}:size=1"
 
 
 @dataclass(frozen=True)
@@ -422,7 +424,11 @@ def render(plan: RenderPlan, output: Path, on_progress: Callable[[float], None] 
     command += ["-t", seconds(plan.duration)]
     if plan.outputs == ("vout", "aout"):
         command += ["-movflags", "+faststart"]
-    _run([*command, str(output)], on_progress=on_progress)
+    written = _run([*command, str(output)], on_progress=on_progress)
+    if plan.frames is not None and written != plan.frames:
+        # ffmpeg ends an input that fails mid-read (a connection cut, a truncated file) as if it were its end,
+        # and exits 0 with what it had: a chunk that short would be joined into the export as if whole.
+        raise RenderError(f"ffmpeg wrote {written} of the {plan.frames} frames asked for: an input ended early.")
     return encoder
 
 
@@ -439,16 +445,20 @@ def join(chunks: list[Path], audio: Path, output: Path) -> None:
     _run(command)
 
 
-def _run(command: list[str], on_progress: Callable[[float], None] | None = None) -> None:
+def _run(command: list[str], on_progress: Callable[[float], None] | None = None) -> int:
+    """Run ffmpeg; the frames it reported writing, with -progress (else 0)."""
     with tempfile.TemporaryFile(mode="w+") as errors:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True, bufsize=1
         )
         try:
             done = 0.0
+            frames = 0
             for line in process.stdout:
                 key, _, value = line.strip().partition("=")
-                if key == "out_time_us" and value.lstrip("-").isdigit():
+                if key == "frame" and value.isdigit():
+                    frames = int(value)
+                elif key == "out_time_us" and value.lstrip("-").isdigit():
                     done = max(0, int(value)) / 1_000_000
                 elif key == "progress" and on_progress:
                     # Every report, twice a second, even before the first frame is out (x264's lookahead holds
@@ -467,3 +477,4 @@ def _run(command: list[str], on_progress: Callable[[float], None] | None = None)
             errors.seek(0)
             tail = " ".join(errors.read().strip().splitlines()[-3:])[:400]
             raise RenderError(f"ffmpeg exited with {code}: {tail or 'no output'}")
+    return frames

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Protocol
 TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
 READ_LOCATION_SECONDS = 24 * 3600  # longer than any call runs (modal_app.TIME_LIMIT_SECONDS)
 READ_REQUEST_BYTES = 8 * 1024 * 1024  # about 5 s of 12 Mbit/s footage a request
+READ_STALL_SECONDS = 30  # a read of a store that sends nothing for this long is cut, and asked again
 # The variables S3Store.from_environment() cannot do without against R2 (the region defaults to "auto").
 S3_REQUIRED_ENVIRONMENT = (
     "AWS_STORAGE_BUCKET_NAME",
@@ -247,13 +248,18 @@ class S3Store:
         """
         A presigned GET, good for as long as a call may run, asked for in ranges of READ_REQUEST_BYTES: ffmpeg's
         first request would otherwise ask for the whole object, which comes for as long as it reads the header.
+        A connection cut or a store that stops answering mid-read is asked again from where it stopped: without
+        it, ffmpeg takes the cut for the object's end.
         """
         if self.size(key) is None:
             raise FileNotFoundError(f"No object {key!r} in the store.")
         request = {"Bucket": self.bucket, "Key": key}
         url = self.client.generate_presigned_url("get_object", Params=request, ExpiresIn=READ_LOCATION_SECONDS)
         ranges = ["-multiple_requests", "1", "-request_size", str(READ_REQUEST_BYTES)]
-        return [*ranges, "-initial_request_size", str(READ_REQUEST_BYTES // 8), "-i", url]
+        ranges += ["-initial_request_size", str(READ_REQUEST_BYTES // 8)]
+        again = ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_max_retries", "5"]
+        again += ["-reconnect_delay_max", "10", "-rw_timeout", str(READ_STALL_SECONDS * 1_000_000)]
+        return [*ranges, *again, "-i", url]
 
     def _head(self, key: str) -> dict | None:
         from botocore.exceptions import ClientError

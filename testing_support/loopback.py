@@ -46,8 +46,9 @@ class CountingRelay:
     what every client of the endpoint, ffmpeg included, moved from it.
     """
 
-    def __init__(self, target_url: str):
+    def __init__(self, target_url: str, *, cut_after_bytes: int | None = None):
         target = urllib.parse.urlsplit(target_url)
+        self.cut_after_bytes = cut_after_bytes  # then the connection carrying that byte is cut, once
         self.target = (target.hostname, target.port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"{target.scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -75,10 +76,15 @@ class CountingRelay:
     def _pipe(self, source: socket.socket, target: socket.socket, counted: bool) -> None:
         try:
             while data := source.recv(65536):
-                target.sendall(data)
                 if counted:
                     with self._lock:
                         self.bytes_served += len(data)
+                        cut = self.cut_after_bytes is not None and self.bytes_served > self.cut_after_bytes
+                        if cut:
+                            self.cut_after_bytes = None
+                    if cut:
+                        break  # a network that drops a connection mid-response
+                target.sendall(data)
         except OSError:
             pass
         finally:

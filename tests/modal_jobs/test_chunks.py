@@ -249,13 +249,7 @@ def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_wh
     downloaded the whole clip: a 40-minute clip to each of 40 containers."""
     with CountingRelay(s3_environment["AWS_S3_ENDPOINT_URL"]) as relay:
         store = S3Store.from_environment(s3_environment | {"AWS_S3_ENDPOINT_URL": relay.url})
-        key = "projects/1/clips/long.mp4"
-        store.upload_file(key, long_clip)
-        info = probe(long_clip)
-        entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
-                 "has_audio": info.has_audio}  # fmt: skip
-        payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
-        chunks = plan_chunks(info.duration, 30, 4)
+        payload, chunks = long_clip_export(store, long_clip)
         before = relay.bytes_served
 
         result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
@@ -266,6 +260,52 @@ def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_wh
     assert result["status"] == "success", result
     assert len(decoded_frames(tmp_path / "chunk.mp4")) == chunks[3].frames
     assert served < long_clip.stat().st_size / 3, (served, long_clip.stat().st_size)
+
+
+def long_clip_export(store: S3Store, long_clip) -> tuple[dict, list]:
+    """An overlay export of the long clip, put in the store, in chunks of 4 s."""
+    key = "projects/1/clips/long.mp4"
+    store.upload_file(key, long_clip)
+    info = probe(long_clip)
+    entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
+             "has_audio": info.has_audio}  # fmt: skip
+    payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
+    return payload, plan_chunks(info.duration, 30, 4)
+
+
+def test_a_read_cut_mid_chunk_is_taken_up_where_it_stopped_and_the_chunk_is_whole(s3_environment, long_clip, tmp_path):
+    """Before, ffmpeg took the cut for the clip's end and exited 0: the chunk was kept without most of its frames."""
+    with CountingRelay(s3_environment["AWS_S3_ENDPOINT_URL"]) as relay:
+        store = S3Store.from_environment(s3_environment | {"AWS_S3_ENDPOINT_URL": relay.url})
+        payload, chunks = long_clip_export(store, long_clip)
+        relay.cut_after_bytes = relay.bytes_served + 6_000_000  # within the chunk's window
+
+        result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
+        assert relay.cut_after_bytes is None  # the cut happened
+        assert result["status"] == "success", result
+        kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
+        store.download_file(kept[0], tmp_path / "chunk.mp4")
+
+    assert len(decoded_frames(tmp_path / "chunk.mp4")) == chunks[3].frames
+
+
+def test_a_chunk_whose_clip_ends_early_in_the_store_is_not_kept_and_says_why(store, long_clip):
+    """A clip truncated in the store (a partial copy): ffmpeg renders what there is and exits 0. Before, the short
+    chunk was kept and joined as if whole."""
+    key = "projects/1/clips/long.mp4"
+    store.path(key).parent.mkdir(parents=True, exist_ok=True)
+    store.path(key).write_bytes(long_clip.read_bytes()[: long_clip.stat().st_size * 2 // 3])
+    info = probe(long_clip)
+    entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
+             "has_audio": info.has_audio}  # fmt: skip
+    payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
+    last = plan_chunks(info.duration, 30, 4)[-1]
+
+    result = run_chunk({"export": payload, "chunk": dataclasses.asdict(last)}, store=store)
+
+    assert result["status"] == "error", result
+    assert f"of the {last.frames} frames asked for" in result["message"]
+    assert [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")] == []
 
 
 def test_a_rerun_of_an_export_killed_midway_renders_only_the_chunks_it_had_not_kept(

@@ -15,6 +15,7 @@ import signal
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import av
 import numpy
@@ -242,64 +243,70 @@ def long_clip(tmp_path_factory):
     return path
 
 
-def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_whole_clip(
-    s3_environment, long_clip, tmp_path
-):
-    """A one-clip export's chunk seeks into its clip where the store keeps it. Before, each chunk call
-    downloaded the whole clip: a 40-minute clip to each of 40 containers."""
-    with CountingRelay(s3_environment["AWS_S3_ENDPOINT_URL"]) as relay:
-        store = S3Store.from_environment(s3_environment | {"AWS_S3_ENDPOINT_URL": relay.url})
-        payload, chunks = long_clip_export(store, long_clip)
-        before = relay.bytes_served
-
-        result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
-        served = relay.bytes_served - before
-        kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
-        store.download_file(kept[0], tmp_path / "chunk.mp4")
-
-    assert result["status"] == "success", result
-    assert len(decoded_frames(tmp_path / "chunk.mp4")) == chunks[3].frames
-    assert served < long_clip.stat().st_size / 3, (served, long_clip.stat().st_size)
+LONG_CLIP_KEY = "projects/1/clips/long.mp4"
 
 
-def long_clip_export(store: S3Store, long_clip) -> tuple[dict, list]:
-    """An overlay export of the long clip, put in the store, in chunks of 4 s."""
-    key = "projects/1/clips/long.mp4"
-    store.upload_file(key, long_clip)
+def long_clip_export(long_clip) -> tuple[dict, list]:
+    """An overlay export of the long clip (at LONG_CLIP_KEY in the store), in chunks of 4 s."""
     info = probe(long_clip)
-    entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
-             "has_audio": info.has_audio}  # fmt: skip
+    entry = {"key": LONG_CLIP_KEY, "duration": info.duration, "width": info.display_width,
+             "height": info.display_height, "has_audio": info.has_audio}  # fmt: skip
     payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
     return payload, plan_chunks(info.duration, 30, 4)
 
 
-def test_a_read_cut_mid_chunk_is_taken_up_where_it_stopped_and_the_chunk_is_whole(s3_environment, long_clip, tmp_path):
-    """Before, ffmpeg took the cut for the clip's end and exited 0: the chunk was kept without most of its frames."""
+@pytest.fixture
+def relayed_s3(s3_environment, long_clip):
+    """An S3 store reached through a CountingRelay, the long clip in it."""
     with CountingRelay(s3_environment["AWS_S3_ENDPOINT_URL"]) as relay:
         store = S3Store.from_environment(s3_environment | {"AWS_S3_ENDPOINT_URL": relay.url})
-        payload, chunks = long_clip_export(store, long_clip)
-        relay.cut_after_bytes = relay.bytes_served + 6_000_000  # within the chunk's window
+        store.upload_file(LONG_CLIP_KEY, long_clip)
+        yield relay, store
 
-        result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
-        assert relay.cut_after_bytes is None  # the cut happened
-        assert result["status"] == "success", result
-        kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
-        store.download_file(kept[0], tmp_path / "chunk.mp4")
 
-    assert len(decoded_frames(tmp_path / "chunk.mp4")) == chunks[3].frames
+def kept_chunk(store, payload: dict, folder) -> Path:
+    """The one chunk the export kept, fetched."""
+    kept = [key for key in store.list_keys(job_key(payload["job_id"], "chunks/")) if key.endswith(".mp4")]
+    store.download_file(kept[0], folder / "chunk.mp4")
+    return folder / "chunk.mp4"
+
+
+def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_whole_clip(
+    relayed_s3, long_clip, tmp_path
+):
+    """A one-clip export's chunk seeks into its clip where the store keeps it. Before, each chunk call
+    downloaded the whole clip: a 40-minute clip to each of 40 containers."""
+    relay, store = relayed_s3
+    payload, chunks = long_clip_export(long_clip)
+    before = relay.bytes_served
+
+    result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
+    served = relay.bytes_served - before
+
+    assert result["status"] == "success", result
+    assert len(decoded_frames(kept_chunk(store, payload, tmp_path))) == chunks[3].frames
+    assert served < long_clip.stat().st_size / 3, (served, long_clip.stat().st_size)
+
+
+def test_a_read_cut_mid_chunk_is_taken_up_where_it_stopped_and_the_chunk_is_whole(relayed_s3, long_clip, tmp_path):
+    """Before, ffmpeg took the cut for the clip's end and exited 0: the chunk was kept without most of its frames."""
+    relay, store = relayed_s3
+    payload, chunks = long_clip_export(long_clip)
+    relay.cut_after_bytes = relay.bytes_served + 6_000_000  # within the chunk's window
+
+    result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
+
+    assert relay.cut_after_bytes is None  # the cut happened
+    assert result["status"] == "success", result
+    assert len(decoded_frames(kept_chunk(store, payload, tmp_path))) == chunks[3].frames
 
 
 def test_a_chunk_whose_clip_ends_early_in_the_store_is_not_kept_and_says_why(store, long_clip):
     """A clip truncated in the store (a partial copy): ffmpeg renders what there is and exits 0. Before, the short
     chunk was kept and joined as if whole."""
-    key = "projects/1/clips/long.mp4"
-    store.path(key).parent.mkdir(parents=True, exist_ok=True)
-    store.path(key).write_bytes(long_clip.read_bytes()[: long_clip.stat().st_size * 2 // 3])
-    info = probe(long_clip)
-    entry = {"key": key, "duration": info.duration, "width": info.display_width, "height": info.display_height,
-             "has_audio": info.has_audio}  # fmt: skip
-    payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
-    last = plan_chunks(info.duration, 30, 4)[-1]
+    store.write_bytes(LONG_CLIP_KEY, long_clip.read_bytes()[: long_clip.stat().st_size * 2 // 3])
+    payload, chunks = long_clip_export(long_clip)
+    last = chunks[-1]
 
     result = run_chunk({"export": payload, "chunk": dataclasses.asdict(last)}, store=store)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 TransferProgress = Callable[[int, int], None]  # (bytes done, bytes total)
-READ_LOCATION_SECONDS = 24 * 3600  # longer than any call runs (modal_app.TIME_LIMIT_SECONDS)
+PRESIGNED_READ_SECONDS = 24 * 3600  # longer than any call runs (modal_app.TIME_LIMIT_SECONDS)
 READ_REQUEST_BYTES = 8 * 1024 * 1024  # about 5 s of 12 Mbit/s footage a request
 READ_STALL_SECONDS = 30  # a read of a store that sends nothing for this long is cut, and asked again
 # The variables S3Store.from_environment() cannot do without against R2 (the region defaults to "auto").
@@ -238,9 +238,7 @@ class S3Store:
         return total
 
     def download_file(self, key: str, path: str | Path, on_progress: TransferProgress | None = None) -> int:
-        total = self.size(key)
-        if total is None:
-            raise FileNotFoundError(f"No object {key!r} in the store.")
+        total = self._existing_size(key)
         self.client.download_file(self.bucket, key, str(path), Callback=_byte_counter(total, on_progress))
         return total
 
@@ -251,10 +249,9 @@ class S3Store:
         A connection cut or a store that stops answering mid-read is asked again from where it stopped: without
         it, ffmpeg takes the cut for the object's end.
         """
-        if self.size(key) is None:
-            raise FileNotFoundError(f"No object {key!r} in the store.")
+        self._existing_size(key)
         request = {"Bucket": self.bucket, "Key": key}
-        url = self.client.generate_presigned_url("get_object", Params=request, ExpiresIn=READ_LOCATION_SECONDS)
+        url = self.client.generate_presigned_url("get_object", Params=request, ExpiresIn=PRESIGNED_READ_SECONDS)
         ranges = ["-multiple_requests", "1", "-request_size", str(READ_REQUEST_BYTES)]
         ranges += ["-initial_request_size", str(READ_REQUEST_BYTES // 8)]
         again = ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_max_retries", "5"]
@@ -274,6 +271,13 @@ class S3Store:
     def size(self, key: str) -> int | None:
         head = self._head(key)
         return None if head is None else head["ContentLength"]
+
+    def _existing_size(self, key: str) -> int:
+        """The object's size, or FileNotFoundError: what a reader of a missing object is told."""
+        total = self.size(key)
+        if total is None:
+            raise FileNotFoundError(f"No object {key!r} in the store.")
+        return total
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)

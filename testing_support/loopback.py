@@ -46,14 +46,16 @@ class CountingRelay:
     what every client of the endpoint, ffmpeg included, moved from it.
     """
 
-    def __init__(self, target_url: str, *, cut_after_bytes: int | None = None):
+    def __init__(self, target_url: str):
         target = urllib.parse.urlsplit(target_url)
-        self.cut_after_bytes = cut_after_bytes  # then the connection carrying that byte is cut, once
         self.target = (target.hostname, target.port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"{target.scheme}://127.0.0.1:{self.listener.getsockname()[1]}"
         self.bytes_served = 0
+        self.faults_made = 0
+        self._fault: tuple[str, int] | None = None
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
 
     def __enter__(self) -> "CountingRelay":
@@ -61,7 +63,13 @@ class CountingRelay:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._closed.set()
         self.listener.close()
+
+    def fail_after(self, how: str, more_bytes: int) -> None:
+        """Once `more_bytes` more are served, "cut" the connection carrying them, or "stall" it: open, silent."""
+        with self._lock:
+            self._fault = (how, self.bytes_served + more_bytes)
 
     def _accept(self) -> None:
         while True:
@@ -76,14 +84,10 @@ class CountingRelay:
     def _pipe(self, source: socket.socket, target: socket.socket, counted: bool) -> None:
         try:
             while data := source.recv(65536):
-                if counted:
-                    with self._lock:
-                        self.bytes_served += len(data)
-                        cut = self.cut_after_bytes is not None and self.bytes_served > self.cut_after_bytes
-                        if cut:
-                            self.cut_after_bytes = None
-                    if cut:
-                        break  # a network that drops a connection mid-response
+                if counted and (how := self._count(len(data))):
+                    if how == "stall":
+                        self._closed.wait()  # a store that stops answering, its connection left open
+                    break  # a network that drops a connection mid-response
                 target.sendall(data)
         except OSError:
             pass
@@ -94,3 +98,13 @@ class CountingRelay:
                 except OSError:
                     pass
             source.close()
+
+    def _count(self, served: int) -> str | None:
+        """Count bytes served; the fault to make now, if they reach it."""
+        with self._lock:
+            self.bytes_served += served
+            if self._fault is None or self.bytes_served <= self._fault[1]:
+                return None
+            how, self._fault = self._fault[0], None
+            self.faults_made += 1
+            return how

@@ -22,6 +22,7 @@ import numpy
 import pytest
 
 from modal_jobs import pipeline
+from modal_jobs import store as store_module
 from modal_jobs.executors import CallStatus
 from modal_jobs.kinds import CHUNK_KIND
 from modal_jobs.local_backend import LocalBackend, lock_is_held
@@ -288,15 +289,20 @@ def test_a_chunk_call_reads_about_its_window_of_a_clip_from_the_store_not_the_wh
     assert served < long_clip.stat().st_size / 3, (served, long_clip.stat().st_size)
 
 
-def test_a_read_cut_mid_chunk_is_taken_up_where_it_stopped_and_the_chunk_is_whole(relayed_s3, long_clip, tmp_path):
-    """Before, ffmpeg took the cut for the clip's end and exited 0: the chunk was kept without most of its frames."""
+@pytest.mark.parametrize("fault", ["cut", "stall"])
+def test_a_read_cut_or_stalled_mid_chunk_is_taken_up_where_it_stopped_and_the_chunk_is_whole(
+    fault, relayed_s3, long_clip, tmp_path, monkeypatch
+):
+    """Before, ffmpeg took a cut for the clip's end and exited 0 (the chunk was kept without most of its frames),
+    and waited on a stalled read for ever."""
+    monkeypatch.setattr(store_module, "READ_STALL_SECONDS", 2)
     relay, store = relayed_s3
     payload, chunks = long_clip_export(long_clip)
-    relay.cut_after_bytes = relay.bytes_served + 6_000_000  # within the chunk's window
+    relay.fail_after(fault, 6_000_000)  # within the chunk's window
 
     result = run_chunk({"export": payload, "chunk": dataclasses.asdict(chunks[3])}, store=store)
 
-    assert relay.cut_after_bytes is None  # the cut happened
+    assert relay.faults_made == 1
     assert result["status"] == "success", result
     assert len(decoded_frames(kept_chunk(store, payload, tmp_path))) == chunks[3].frames
 

@@ -61,6 +61,11 @@ def add_input(store: FileSystemStore, path: Path) -> dict:
     target = store.path(key)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
+    return input_entry(key, path)
+
+
+def input_entry(key: str, path: Path) -> dict:
+    """A clip at `key` in a store, described as a worker input from its local copy at `path`."""
     info = probe(path)
     return {
         "key": key,

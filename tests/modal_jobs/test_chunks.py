@@ -35,7 +35,7 @@ from modal_jobs.worker import run_chunk, run_export
 from testing_support.loopback import CountingRelay
 
 from ..processes import kill_all_workers, wait_for
-from .conftest import add_input, detailed_payload, make_payload, read_log
+from .conftest import add_input, detailed_payload, input_entry, make_payload, read_log
 
 PARAMS = {
     "multi_clip": MultiClipParams.model_validate(
@@ -249,11 +249,9 @@ LONG_CLIP_KEY = "projects/1/clips/long.mp4"
 
 def long_clip_export(long_clip) -> tuple[dict, list]:
     """An overlay export of the long clip (at LONG_CLIP_KEY in the store), in chunks of 4 s."""
-    info = probe(long_clip)
-    entry = {"key": LONG_CLIP_KEY, "duration": info.duration, "width": info.display_width,
-             "height": info.display_height, "has_audio": info.has_audio}  # fmt: skip
+    entry = input_entry(LONG_CLIP_KEY, long_clip)
     payload = make_payload("overlay", PARAMS["overlay"].model_dump(), {1: entry}) | {"chunk_seconds": 4}
-    return payload, plan_chunks(info.duration, 30, 4)
+    return payload, plan_chunks(entry["duration"], 30, 4)
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ import json
 
 import pytest
 
-from modal_jobs.media import probe
 from modal_jobs.progress import ProgressReporter
 from modal_jobs.records import job_key
 from modal_jobs.store import S3Store, store_from_config
 from modal_jobs.worker import run_export
 
-from .conftest import make_payload
+from .conftest import input_entry, make_payload
 
 
 @pytest.fixture
@@ -66,17 +65,8 @@ def test_a_worker_renders_from_and_to_s3(s3_environment, sample_clips, monkeypat
     for name, value in s3_environment.items():
         monkeypatch.setenv(name, value)
     store = store_from_config({"type": "s3"})
-    info = probe(sample_clips["silent"])
     store.upload_file("projects/1/clips/silent.mp4", sample_clips["silent"])
-    inputs = {
-        1: {
-            "key": "projects/1/clips/silent.mp4",
-            "duration": info.duration,
-            "width": 320,
-            "height": 240,
-            "has_audio": False,
-        }
-    }
+    inputs = {1: input_entry("projects/1/clips/silent.mp4", sample_clips["silent"])}
     payload = make_payload(
         "overlay", {"clip_id": 1, "highlights": [{"start": 0, "end": 1, "x": 0.5, "y": 0.5, "radius": 0.2}]}, inputs
     )

@@ -21,6 +21,7 @@ from testing_support.loopback import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 ASGI_APPLICATION = "exports_project.asgi:application"
+STOP_GRACE_SECONDS = 20  # longer than daphne's application_close_timeout
 
 
 class AppServer:
@@ -76,14 +77,21 @@ class AppServer:
         )
         wait_until_listening(self.process, self.port, timeout=timeout, what=" ".join(command[:3]))
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
+    def kill(self, sig: int = signal.SIGKILL, *, timeout: float = 10) -> None:
         """Kill daphne's whole process group, as a crash or an OOM kill of the web server would."""
         os.killpg(self.process.pid, sig)
-        self.process.wait(timeout=10)
+        self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
+        """
+        Ask daphne to end, and end it if it has not within STOP_GRACE_SECONDS: on SIGTERM it waits up to its
+        application_close_timeout (10 s) for open sockets' consumers, so a 10 s wait failed a teardown now and then.
+        """
         if self.process and self.process.poll() is None:
-            self.kill(signal.SIGTERM)
+            try:
+                self.kill(signal.SIGTERM, timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
 
 
 class Browser:
